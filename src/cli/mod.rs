@@ -1,0 +1,187 @@
+//! Command-line interface: one file per subcommand; this file holds the shared options, error
+//! reporting and exit codes.
+
+mod bench_engine;
+mod inspect;
+mod models;
+mod output;
+mod segment;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use exitwise::catalog::{Catalog, FileState, default_models_dir};
+use exitwise::engine::{Model, ModelOptions};
+
+/// Exit status: everything worked.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: the command ran but some results are failures (e.g. a model failed
+/// verification).
+pub const EXIT_FAILURES: u8 = 1;
+/// Exit status: usage or set-up error (bad arguments, unusable model file, missing model).
+pub const EXIT_SETUP: u8 = 2;
+
+/// Classify text with a GGUF language model, stopping early in two dimensions.
+///
+/// exitwise reads a document sentence by sentence and runs the model layer by layer inside each
+/// sentence; small per-layer classifier heads decide when it is confident enough to stop.
+#[derive(Debug, Parser)]
+#[command(
+    name = "exitwise",
+    version,
+    long_version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("EXITWISE_BUILD_COMMIT"), ")"),
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "Exit status:\n  0  success\n  1  the command ran, but some results failed (e.g. `models verify` found a bad file)\n  2  usage or set-up error (bad arguments, missing or unusable model)\n\nEnvironment:\n  EXITWISE_MODELS_DIR  where models are stored (default: the source tree's `models/`)\n  EXITWISE_LOG         log filter for stderr, e.g. `debug` or `llama.cpp=trace` (default: warn)\n  NO_COLOR             disables colour and progress bars"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    #[command(flatten)]
+    global: GlobalOptions,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, clap::Args)]
+pub struct GlobalOptions {
+    /// CPU threads for llama.cpp [default: all cores]
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Layers to offload to the GPU (needs a build with `--features cuda`, `metal` or
+    /// `vulkan`)
+    ///
+    /// Default: all layers on GPU builds, 0 on CPU builds.
+    #[arg(long, global = true, value_name = "N")]
+    gpu_layers: Option<u32>,
+
+    /// Folder of fetched models
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "EXITWISE_MODELS_DIR",
+        hide_env = true
+    )]
+    models_dir: Option<PathBuf>,
+
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: llama.cpp's own log)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a model's facts: architecture, layers, width, parameters, quantization, sha256
+    Inspect(inspect::InspectArgs),
+    /// Measure what a layer exit saves: decode time when stopping after each layer
+    BenchEngine(bench_engine::BenchEngineArgs),
+    /// List, fetch and verify the models of the catalog
+    Models(models::ModelsArgs),
+    /// Show how a document is read: its sentences and their token counts
+    Segment(segment::SegmentArgs),
+}
+
+/// Parses the command line, runs the command and turns its outcome into an exit status.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let outcome = match &cli.command {
+        Command::Inspect(args) => inspect::run(args, &cli.global),
+        Command::BenchEngine(args) => bench_engine::run(args, &cli.global),
+        Command::Models(args) => models::run(args, &cli.global),
+        Command::Segment(args) => segment::run(args, &cli.global),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(error) if output::is_broken_pipe(&error) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug,llama.cpp=info",
+        _ => "trace",
+    };
+    let filter = std::env::var("EXITWISE_LOG").unwrap_or_else(|_| default.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(output::color_enabled())
+        .without_time()
+        .try_init();
+}
+
+impl GlobalOptions {
+    /// The models folder in effect.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
+
+    /// llama.cpp model-loading options from the global flags.
+    pub fn model_options(&self) -> ModelOptions {
+        ModelOptions {
+            gpu_layers: self.gpu_layers,
+        }
+    }
+
+    /// Threads for llama.cpp.
+    pub fn threads(&self) -> Option<usize> {
+        self.threads
+    }
+}
+
+/// Resolves `--model`: a path to a GGUF file, or the name of a catalog model in the models
+/// folder; without it, the catalog's default model.
+pub fn resolve_model_path(
+    model: Option<&PathBuf>,
+    global: &GlobalOptions,
+) -> anyhow::Result<PathBuf> {
+    let catalog = Catalog::embedded()?;
+    let dir = global.models_dir();
+    let entry = match model {
+        Some(path) => {
+            let as_name = path.to_str().and_then(|name| catalog.get(name).ok());
+            match as_name {
+                Some(entry) if !path.exists() => entry,
+                _ => return Ok(path.clone()),
+            }
+        }
+        None => catalog.default_model(),
+    };
+    let path = entry.path_in(&dir);
+    match entry.file_state(&dir) {
+        FileState::Present => Ok(path),
+        FileState::Missing => anyhow::bail!(
+            "the model `{}` is not in `{}`: fetch it with `exitwise models fetch {}` (or `make run` in the source tree), or pass `--model PATH`",
+            entry.name,
+            dir.display(),
+            entry.name
+        ),
+        FileState::WrongSize(size) => anyhow::bail!(
+            "the model file `{}` has {size} bytes instead of {}: fetch it again with `exitwise models fetch {}`",
+            path.display(),
+            entry.bytes,
+            entry.name
+        ),
+    }
+}
+
+/// Loads the model `--model` names (see [`resolve_model_path`]).
+pub fn load_model(model: Option<&PathBuf>, global: &GlobalOptions) -> anyhow::Result<Model> {
+    let path = resolve_model_path(model, global)?;
+    Model::load(&path, &global.model_options())
+        .with_context(|| format!("cannot load the model `{}`", path.display()))
+}

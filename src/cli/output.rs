@@ -1,0 +1,67 @@
+//! Where output goes: data to stdout, progress and logs to stderr; broken pipes are not errors.
+
+use std::io::{IsTerminal, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Whether stderr may carry colour (a terminal, and `NO_COLOR` unset).
+pub fn color_enabled() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// Whether to draw progress bars: only on a terminal, never in pipes or with `NO_COLOR`.
+pub fn progress_enabled() -> bool {
+    color_enabled()
+}
+
+/// A byte-count progress bar on stderr, hidden when progress is disabled.
+pub fn bytes_bar(total: u64, message: &str) -> ProgressBar {
+    let bar = if progress_enabled() {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
+/// A counting progress bar on stderr (steps of a benchmark), hidden when disabled.
+pub fn steps_bar(total: u64, message: &str) -> ProgressBar {
+    let bar = if progress_enabled() {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
+/// Writes `text` to stdout and flushes, so each result is out before the next is computed.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// Whether an error comes from writing to a closed pipe (`exitwise … | head`), which ends the
+/// program quietly with success, like other Unix tools.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,116 @@
+//! The llama.cpp engine: the only module of exitwise that contains `unsafe` code or calls
+//! llama.cpp.
+//!
+//! It wraps `llama-cpp-sys-2` directly (see README, "Design"): a [`Model`] owns a loaded GGUF
+//! model, a [`Session`] borrows it and owns a llama.cpp context whose eval callback taps the
+//! output of every transformer layer (`l_out-<layer>`). For each decoded batch of tokens the
+//! session hands a [`LayerObserver`] every layer's hidden states, in order, and the observer
+//! answers [`Flow::Continue`] or [`Flow::Stop`]. Stop ends the graph computation there: deeper
+//! layers and the output head are never computed, which is what makes a layer exit save
+//! wall-clock time and not just operations on paper.
+#![allow(unsafe_code)]
+
+mod backend;
+mod model;
+mod session;
+mod tap;
+
+pub use model::{Model, ModelFacts, ModelOptions, Token};
+pub use session::{FeedOutcome, Session, SessionOptions};
+pub use tap::{Flow, LayerHidden, LayerObserver};
+
+/// Errors of the engine. Messages name the reason only; callers add the action and the object.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The file is not a GGUF model that llama.cpp can safely be handed.
+    #[error(transparent)]
+    InvalidModelFile(#[from] crate::gguf::GgufError),
+    /// llama.cpp refused the model (unknown architecture, unsupported tensor layout, …).
+    #[error("llama.cpp could not load the model{}", llama_reason(.reason))]
+    ModelLoad {
+        /// The last error llama.cpp logged, if any.
+        reason: Option<String>,
+    },
+    /// llama.cpp could not create a context (usually: not enough memory for the KV cache).
+    #[error("llama.cpp could not create a context{}", llama_reason(.reason))]
+    ContextCreation {
+        /// The last error llama.cpp logged, if any.
+        reason: Option<String>,
+    },
+    /// The path cannot be passed to llama.cpp (it contains a NUL byte or is not UTF-8).
+    #[error("the path cannot be passed to llama.cpp: {0}")]
+    UnusablePath(String),
+    /// Tokenization failed.
+    #[error("the text could not be tokenized: {0}")]
+    Tokenize(String),
+    /// A batch is empty or larger than the session allows.
+    #[error("{0}")]
+    InvalidBatch(String),
+    /// The document does not fit in the context any more.
+    #[error(
+        "the context is full: {used} tokens are in the KV cache, {requested} more requested, the context holds {capacity}"
+    )]
+    ContextFull {
+        /// Tokens already in the cache.
+        used: usize,
+        /// Tokens of the refused batch.
+        requested: usize,
+        /// Context size.
+        capacity: usize,
+    },
+    /// `llama_decode` returned an error code.
+    #[error("llama.cpp failed to decode the batch (code {code}){}", llama_reason(.reason))]
+    Decode {
+        /// The return code of `llama_decode`.
+        code: i32,
+        /// The last error llama.cpp logged, if any.
+        reason: Option<String>,
+    },
+    /// The layer tap saw something it cannot read (unexpected tensor type or shape).
+    #[error("the layer tap failed: {0}")]
+    Tap(String),
+}
+
+fn llama_reason(reason: &Option<String>) -> String {
+    match reason {
+        Some(reason) => format!(": {reason}"),
+        None => String::new(),
+    }
+}
+
+/// Features this binary's llama.cpp was built with (GPU back ends), for `--version`-like output.
+pub fn build_backends() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "cpu+cuda"
+    } else if cfg!(feature = "metal") {
+        "cpu+metal"
+    } else if cfg!(feature = "vulkan") {
+        "cpu+vulkan"
+    } else {
+        "cpu"
+    }
+}
+
+/// Whether this build can offload layers to a GPU (it was built with a GPU back end and one is
+/// present).
+pub fn supports_gpu_offload() -> bool {
+    backend::ensure_initialized();
+    // SAFETY: the backend is initialised; the function only reads registered devices.
+    unsafe { llama_cpp_sys_2::llama_supports_gpu_offload() }
+}
+
+/// llama.cpp's description of the CPU features it was compiled for (AVX2, …).
+pub fn system_info() -> String {
+    backend::ensure_initialized();
+    // SAFETY: returns a pointer to a static, NUL-terminated buffer owned by llama.cpp, valid
+    // until the next call; we copy it out at once.
+    let pointer = unsafe { llama_cpp_sys_2::llama_print_system_info() };
+    if pointer.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null and NUL-terminated as documented by llama.h.
+    unsafe { std::ffi::CStr::from_ptr(pointer) }
+        .to_string_lossy()
+        .trim()
+        .to_string()
+}

@@ -1,0 +1,360 @@
+//! A decoding session: one llama.cpp context (KV cache) over a borrowed [`Model`], fed one
+//! sentence after another, with the layer tap registered.
+
+use std::ptr::NonNull;
+
+use llama_cpp_sys_2 as sys;
+
+use super::model::{Model, Token};
+use super::tap::{LayerObserver, TapState, eval_callback};
+use super::{EngineError, backend};
+
+/// How to create a session.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Most tokens one document may hold (BOS included); the KV cache and the largest batch are
+    /// sized for it.
+    pub context_tokens: usize,
+    /// CPU threads for decoding; `None`: all available cores.
+    pub threads: Option<usize>,
+    /// Register the layer tap. Without it the session decodes like plain llama.cpp and only
+    /// [`Session::feed_untapped`] is available; the benchmark uses it as the baseline.
+    pub tap: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            context_tokens: 2048,
+            threads: None,
+            tap: true,
+        }
+    }
+}
+
+/// What one [`Session::feed`] computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedOutcome {
+    /// Tokens decoded.
+    pub tokens: usize,
+    /// Layers computed for those tokens (`0..layers_computed`).
+    pub layers_computed: usize,
+    /// Layers the observer was shown (those it wanted, up to where it stopped).
+    pub observed_layers: usize,
+    /// Whether the observer stopped before the last layer.
+    pub stopped_early: bool,
+}
+
+/// Owned `llama_context`; freed on drop.
+struct ContextHandle(NonNull<sys::llama_context>);
+
+impl Drop for ContextHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by `llama_init_from_model`, freed exactly once here.
+        unsafe { sys::llama_free(self.0.as_ptr()) };
+    }
+}
+
+/// Owned ggml CPU thread pool; freed on drop.
+///
+/// Without an attached pool, ggml creates and joins a fresh set of threads for every graph
+/// computation; the tap splits each decode into one computation per layer, so a persistent
+/// pool is what keeps tapping cheap.
+struct ThreadPoolHandle(NonNull<sys::ggml_threadpool>);
+
+impl Drop for ThreadPoolHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by `ggml_threadpool_new`, freed exactly once here, after the context
+        // that used it (field order in `Session`).
+        unsafe { sys::ggml_threadpool_free(self.0.as_ptr()) };
+    }
+}
+
+/// Owned `llama_batch`; freed on drop.
+struct BatchHandle {
+    batch: sys::llama_batch,
+    capacity: usize,
+}
+
+impl Drop for BatchHandle {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `llama_batch_init`, freed exactly once here.
+        unsafe { sys::llama_batch_free(self.batch) };
+    }
+}
+
+/// The tap state, owned through a raw pointer because llama.cpp holds a copy of that pointer
+/// (the callback's user data) for the context's whole life: every access goes through the same
+/// pointer, never through a fresh `&mut Box`, so llama.cpp's copy stays valid.
+struct TapHandle(NonNull<TapState>);
+
+impl TapHandle {
+    fn new(state: TapState) -> Self {
+        TapHandle(NonNull::from(Box::leak(Box::new(state))))
+    }
+
+    fn state(&mut self) -> &mut TapState {
+        // SAFETY: the pointer came from `Box::leak` and is freed only in `drop`; `&mut self`
+        // makes this the only reference, and llama.cpp uses its copy only inside `llama_decode`,
+        // never while this borrow is alive (the session does not hold it across the decode).
+        unsafe { self.0.as_mut() }
+    }
+}
+
+impl Drop for TapHandle {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `Box::leak` in `new`, freed once; the context that pointed to it
+        // was dropped before (field order in `Session`).
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+/// A decoding session over a model. Not `Send`: llama.cpp contexts are used from one thread.
+pub struct Session<'model> {
+    // Field order is drop order: the context must be freed before the thread pool it runs on
+    // and the tap state its callback points to.
+    context: ContextHandle,
+    _thread_pool: ThreadPoolHandle,
+    tap: Option<TapHandle>,
+    batch: BatchHandle,
+    model: &'model Model,
+    position: usize,
+    complete_layers: usize,
+    capacity: usize,
+    threads: usize,
+}
+
+impl<'model> Session<'model> {
+    /// Creates a context for `model`.
+    pub fn new(model: &'model Model, options: &SessionOptions) -> Result<Self, EngineError> {
+        let capacity = options.context_tokens.max(1);
+        let capacity_c = u32::try_from(capacity).map_err(|_| {
+            EngineError::InvalidBatch(format!("context of {capacity} tokens is too large"))
+        })?;
+        let threads = options
+            .threads
+            .filter(|&threads| threads > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
+
+        let tap = options
+            .tap
+            .then(|| TapHandle::new(TapState::new(model.layers(), model.width())));
+
+        backend::clear_last_problem();
+        // SAFETY: returns a plain struct by value; no preconditions.
+        let mut params = unsafe { sys::llama_context_default_params() };
+        params.n_ctx = capacity_c;
+        // One batch = one micro-batch = up to a whole document: the graph then runs once per
+        // fed sentence, so the tap sees each layer exactly once and a stop is final.
+        params.n_batch = capacity_c;
+        params.n_ubatch = capacity_c;
+        params.n_seq_max = 1;
+        params.n_threads = threads_c;
+        params.n_threads_batch = threads_c;
+        params.embeddings = false;
+        params.no_perf = true;
+        if let Some(state) = &tap {
+            params.cb_eval = Some(eval_callback);
+            params.cb_eval_user_data = state.0.as_ptr().cast();
+        }
+        // SAFETY: `model` is a valid loaded model that outlives the session (`'model`); the
+        // callback's user data is the leaked tap state, whose address is stable and which the
+        // session frees only after the context (field order).
+        let raw = unsafe { sys::llama_init_from_model(model.as_ptr(), params) };
+        let context =
+            NonNull::new(raw)
+                .map(ContextHandle)
+                .ok_or_else(|| EngineError::ContextCreation {
+                    reason: backend::take_last_problem(),
+                })?;
+
+        // SAFETY: plain constructor; returns a struct by value.
+        let mut pool_params = unsafe { sys::ggml_threadpool_params_default(threads_c) };
+        // SAFETY: `pool_params` is a valid, initialised parameter struct for the call.
+        let pool = unsafe { sys::ggml_threadpool_new(&raw mut pool_params) };
+        let thread_pool = NonNull::new(pool).map(ThreadPoolHandle).ok_or_else(|| {
+            EngineError::ContextCreation {
+                reason: Some(format!("cannot start a pool of {threads} threads")),
+            }
+        })?;
+        // SAFETY: both handles are valid; the context keeps the pointer until it is freed,
+        // which happens before the pool is freed (field order).
+        unsafe {
+            sys::llama_attach_threadpool(
+                context.0.as_ptr(),
+                thread_pool.0.as_ptr(),
+                thread_pool.0.as_ptr(),
+            )
+        };
+
+        // SAFETY: allocates token, pos, n_seq_id, seq_id (with one id each) and logits arrays
+        // for `capacity` tokens; freed by `BatchHandle::drop`.
+        let batch = unsafe { sys::llama_batch_init(capacity_c as i32, 0, 1) };
+        let batch = BatchHandle { batch, capacity };
+
+        Ok(Session {
+            context,
+            _thread_pool: thread_pool,
+            tap,
+            batch,
+            model,
+            position: 0,
+            complete_layers: model.layers(),
+            capacity,
+            threads,
+        })
+    }
+
+    /// The model this session decodes with.
+    pub fn model(&self) -> &'model Model {
+        self.model
+    }
+
+    /// Tokens currently in the KV cache (the position of the next token).
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Most tokens the session's context holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Threads used for decoding.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Layers whose KV cache is filled for every token fed since the last reset.
+    ///
+    /// A stop after layer `k` leaves layers above `k` without keys and values for that batch's
+    /// tokens: a later batch computed deeper than this would attend to stale cache entries.
+    /// Exit policies cap the depth at this value (see the `2d` policy).
+    pub fn complete_layers(&self) -> usize {
+        self.complete_layers
+    }
+
+    /// Starts a new document: forgets every token in the KV cache.
+    pub fn reset(&mut self) {
+        // SAFETY: the context is valid; its memory handle is owned by the context and only used
+        // for this call. Clearing metadata only (`data == false`) is enough: freed cells are
+        // masked out of attention, so stale values are never read.
+        unsafe {
+            let memory = sys::llama_get_memory(self.context.0.as_ptr());
+            if !memory.is_null() {
+                sys::llama_memory_clear(memory, false);
+            }
+        }
+        self.position = 0;
+        self.complete_layers = self.model.layers();
+    }
+
+    /// Decodes `tokens` after those already in the cache, handing each layer's hidden states to
+    /// `observer`, which may stop the computation after any layer.
+    ///
+    /// A document's first batch should start with [`Model::document_start_tokens`].
+    pub fn feed(
+        &mut self,
+        tokens: &[Token],
+        observer: &mut dyn LayerObserver,
+    ) -> Result<FeedOutcome, EngineError> {
+        self.fill_batch(tokens)?;
+        let Some(tap) = self.tap.as_mut() else {
+            return Err(EngineError::InvalidBatch(
+                "this session was created without the layer tap".into(),
+            ));
+        };
+        // SAFETY: `observer` outlives this call and `disarm` runs below before returning, on
+        // every path (decode errors included).
+        unsafe { tap.state().arm(observer, tokens.len()) };
+        let decoded = self.decode();
+        let report = self
+            .tap
+            .as_mut()
+            .map_or(Err("the tap disappeared".into()), |tap| {
+                tap.state().disarm()
+            });
+        decoded?;
+        let report = report.map_err(EngineError::Tap)?;
+        let layers = self.model.layers();
+        self.position += tokens.len();
+        self.complete_layers = self.complete_layers.min(report.layers_computed);
+        Ok(FeedOutcome {
+            tokens: tokens.len(),
+            layers_computed: report.layers_computed,
+            observed_layers: report.observed_layers,
+            stopped_early: report.layers_computed < layers,
+        })
+    }
+
+    /// Decodes `tokens` like plain llama.cpp: every layer and the output head for the last
+    /// token, no tap. The engine benchmark's baseline.
+    pub fn feed_untapped(&mut self, tokens: &[Token]) -> Result<(), EngineError> {
+        self.fill_batch(tokens)?;
+        self.decode()?;
+        self.position += tokens.len();
+        Ok(())
+    }
+
+    fn fill_batch(&mut self, tokens: &[Token]) -> Result<(), EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::InvalidBatch("no tokens to decode".into()));
+        }
+        if self.position + tokens.len() > self.capacity {
+            return Err(EngineError::ContextFull {
+                used: self.position,
+                requested: tokens.len(),
+                capacity: self.capacity,
+            });
+        }
+        debug_assert!(tokens.len() <= self.batch.capacity);
+        let batch = &mut self.batch.batch;
+        let last = tokens.len() - 1;
+        for (index, &token) in tokens.iter().enumerate() {
+            let position = i32::try_from(self.position + index).unwrap_or(i32::MAX);
+            // SAFETY: `index < tokens.len() <= capacity`, the size the batch arrays were
+            // allocated with; `seq_id[index]` points to an array of one id (n_seq_max = 1).
+            unsafe {
+                *batch.token.add(index) = token;
+                *batch.pos.add(index) = position;
+                *batch.n_seq_id.add(index) = 1;
+                *(*batch.seq_id.add(index)) = 0;
+                // Only the last token is an output: it keeps the logits buffer at one row and
+                // lets the last layer skip the other rows.
+                *batch.logits.add(index) = i8::from(index == last);
+            }
+        }
+        batch.n_tokens = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
+        Ok(())
+    }
+
+    fn decode(&mut self) -> Result<(), EngineError> {
+        backend::clear_last_problem();
+        // SAFETY: the context is valid and used from this thread only (`&mut self`); the batch
+        // was filled by `fill_batch` with `n_tokens` valid entries within its capacity.
+        let code = unsafe { sys::llama_decode(self.context.0.as_ptr(), self.batch.batch) };
+        if code != 0 {
+            // llama.cpp restores the cache on errors other than aborts; the document cannot go
+            // on either way, so start clean.
+            self.reset();
+            return Err(EngineError::Decode {
+                code,
+                reason: backend::take_last_problem(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Session")
+            .field("position", &self.position)
+            .field("capacity", &self.capacity)
+            .field("complete_layers", &self.complete_layers)
+            .field("tapped", &self.tap.is_some())
+            .finish()
+    }
+}

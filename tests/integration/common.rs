@@ -1,0 +1,104 @@
+//! Shared helpers: locating models, loading them once, running the binary.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use exitwise::engine::{Model, ModelOptions};
+
+/// The catalog models the tests use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestModel {
+    /// gemma3-270m, the default (18 layers, width 640).
+    Gemma,
+    /// smollm2-135m, the second architecture (llama, 30 layers, width 576).
+    Smol,
+}
+
+impl TestModel {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            TestModel::Gemma => "gemma3-270m.gguf",
+            TestModel::Smol => "smollm2-135m.gguf",
+        }
+    }
+}
+
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("EXITWISE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+/// Path of a test model, or `None` (with a note on stderr) when it was not fetched.
+pub fn model_path(model: TestModel) -> Option<PathBuf> {
+    let path = models_dir().join(model.file_name());
+    if path.is_file() {
+        return Some(path);
+    }
+    let message = format!(
+        "model `{}` not found: run `make test` (or `exitwise models fetch`) to fetch it",
+        path.display()
+    );
+    if std::env::var_os("EXITWISE_REQUIRE_MODELS").is_some_and(|value| value == "1") {
+        panic!("{message}");
+    }
+    eprintln!("skipped: {message}");
+    None
+}
+
+/// A model loaded once per test binary and shared by the tests (models are read-only).
+pub fn shared_model(model: TestModel) -> Option<&'static Model> {
+    static GEMMA: OnceLock<Option<Model>> = OnceLock::new();
+    static SMOL: OnceLock<Option<Model>> = OnceLock::new();
+    let cell = match model {
+        TestModel::Gemma => &GEMMA,
+        TestModel::Smol => &SMOL,
+    };
+    cell.get_or_init(|| {
+        let path = model_path(model)?;
+        Some(Model::load(&path, &ModelOptions::default()).expect("the test model loads"))
+    })
+    .as_ref()
+}
+
+/// Runs the exitwise binary with `arguments` and `stdin`, with a clean environment for the
+/// variables that change its output.
+pub fn exitwise(arguments: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exitwise"))
+        .args(arguments)
+        .env_remove("EXITWISE_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    if let Some(mut input) = child.stdin.take() {
+        // The program may exit before reading everything; that is not a test failure.
+        let _ = input.write_all(stdin);
+    }
+    child.wait_with_output().expect("the binary finishes")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(left: &[f32], right: &[f32]) -> f64 {
+    let dot: f64 = left
+        .iter()
+        .zip(right)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum();
+    let norm = |values: &[f32]| {
+        values
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    dot / (norm(left) * norm(right))
+}
