@@ -4,8 +4,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 EXITWISE := target/release/exitwise
-# Debian packages the build needs: CMake for llama.cpp, libclang for bindgen.
-APT_PACKAGES := cmake libclang-dev
+# Debian packages the build needs: CMake for llama.cpp, libclang (and clang's headers) for bindgen.
+APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test setup system-deps build models lint bench clean
