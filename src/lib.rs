@@ -5,7 +5,14 @@
 #![deny(unsafe_code)]
 
 pub mod catalog;
+pub mod dataset;
 pub mod document;
 pub mod engine;
+pub mod extraction;
+pub mod feature_cache;
+pub mod features;
 pub mod gguf;
+pub mod heads;
+pub mod pack;
 pub mod segment;
+pub mod training;

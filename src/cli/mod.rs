@@ -1,11 +1,13 @@
 //! Command-line interface: one file per subcommand; this file holds the shared options, error
 //! reporting and exit codes.
 
+mod accuracy;
 mod bench_engine;
 mod inspect;
 mod models;
 mod output;
 mod segment;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +86,10 @@ enum Command {
     Models(models::ModelsArgs),
     /// Show how a document is read: its sentences and their token counts
     Segment(segment::SegmentArgs),
+    /// Learn an adapter pack (a classifier head per layer) from labelled data
+    Train(train::TrainArgs),
+    /// Measure every layer head's accuracy on a labelled file (whole documents and prefixes)
+    Accuracy(accuracy::AccuracyArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit status.
@@ -95,6 +101,8 @@ pub fn run() -> ExitCode {
         Command::BenchEngine(args) => bench_engine::run(args, &cli.global),
         Command::Models(args) => models::run(args, &cli.global),
         Command::Segment(args) => segment::run(args, &cli.global),
+        Command::Train(args) => train::run(args, &cli.global),
+        Command::Accuracy(args) => accuracy::run(args, &cli.global),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -184,4 +192,61 @@ pub fn load_model(model: Option<&PathBuf>, global: &GlobalOptions) -> anyhow::Re
     let path = resolve_model_path(model, global)?;
     Model::load(&path, &global.model_options())
         .with_context(|| format!("cannot load the model `{}`", path.display()))
+}
+
+/// Folder of adapter packs: `$EXITWISE_ADAPTERS_DIR`, else the source tree's `adapters/`.
+pub fn adapters_dir() -> PathBuf {
+    match std::env::var_os("EXITWISE_ADAPTERS_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters"),
+    }
+}
+
+/// Resolves `--adapters`: a pack folder, or the name of a pack in the adapters folder (or the
+/// pack compiled into the binary); without it, the compiled-in default pack.
+pub fn load_pack(adapters: Option<&PathBuf>) -> anyhow::Result<exitwise::pack::AdapterPack> {
+    use exitwise::pack::{AdapterPack, EMBEDDED_PACK};
+    let embedded = || {
+        AdapterPack::embedded().map(|pack| pack.context("cannot load the compiled-in default pack"))
+    };
+    let Some(given) = adapters else {
+        return embedded().unwrap_or_else(|| {
+            anyhow::bail!(
+                "this build has no compiled-in default adapter pack: pass --adapters NAME|DIR"
+            )
+        });
+    };
+    if given.is_dir() {
+        return AdapterPack::load_dir(given)
+            .with_context(|| format!("cannot load the adapter pack `{}`", given.display()));
+    }
+    let name = given.to_string_lossy();
+    let in_folder = adapters_dir().join(given);
+    if given.components().count() == 1 && in_folder.is_dir() {
+        return AdapterPack::load_dir(&in_folder)
+            .with_context(|| format!("cannot load the adapter pack `{}`", in_folder.display()));
+    }
+    if EMBEDDED_PACK.is_some_and(|pack| pack.name == name)
+        && let Some(pack) = embedded()
+    {
+        return pack;
+    }
+    let known: Vec<String> = std::fs::read_dir(adapters_dir())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().join(exitwise::pack::MANIFEST_FILE).is_file())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    anyhow::bail!(
+        "no adapter pack `{name}`: it is neither a folder nor a pack in `{}` (packs there: {})",
+        adapters_dir().display(),
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )
 }

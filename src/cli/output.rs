@@ -49,6 +49,25 @@ pub fn steps_bar(total: u64, message: &str) -> ProgressBar {
     bar
 }
 
+/// A document-count progress bar on stderr with documents per second and ETA, hidden when
+/// disabled.
+pub fn documents_bar(total: u64, message: &str) -> ProgressBar {
+    let bar = if progress_enabled() {
+        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} documents ({per_sec}, ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
 /// Writes `text` to stdout and flushes, so each result is out before the next is computed.
 pub fn print(text: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();

@@ -8,3 +8,4 @@ mod cli;
 mod common;
 mod document;
 mod engine;
+mod train;

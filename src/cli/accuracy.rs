@@ -1,0 +1,152 @@
+//! `exitwise accuracy`: every layer head's accuracy on a labelled file, whole documents and
+//! sentence prefixes, from cached features.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use exitwise::catalog::sha256_file;
+use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::engine::{Session, SessionOptions};
+use exitwise::extraction::{fill_cache, load_prefix_sets};
+use exitwise::feature_cache::{CACHE_FORMAT, CacheKey, FeatureCache, default_cache_root};
+use exitwise::pack::LayerReport;
+use exitwise::training::evaluate_layer;
+
+use super::{EXIT_OK, GlobalOptions, load_model, load_pack, output, train::render_layer_table};
+
+/// Arguments of `exitwise accuracy`.
+#[derive(Debug, clap::Args)]
+pub struct AccuracyArgs {
+    /// GGUF model file, or the name of a catalog model [default: the catalog's default model]
+    #[arg(long, value_name = "PATH|NAME")]
+    model: Option<PathBuf>,
+
+    /// Adapter pack: a folder, or the name of a pack in `adapters/` [default: the compiled-in
+    /// pack]
+    #[arg(long, value_name = "NAME|DIR")]
+    adapters: Option<PathBuf>,
+
+    /// Labelled data: JSON Lines, or CSV/TSV with a header row
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+
+    /// Field (column) holding the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_field: String,
+
+    /// Field (column) holding the label [default: the field the pack was trained on]
+    #[arg(long, value_name = "NAME")]
+    label_field: Option<String>,
+
+    /// Field (column) holding the document id
+    #[arg(long, default_value = "id", value_name = "NAME")]
+    id_field: String,
+
+    /// Use only the first N documents
+    #[arg(long, value_name = "N")]
+    max_docs: Option<usize>,
+
+    /// Folder of the feature cache [default: $EXITWISE_CACHE_DIR, else ~/.cache/exitwise]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Refuse a pack trained on another model file (by default only another architecture or
+    /// width is refused)
+    #[arg(long)]
+    strict: bool,
+}
+
+/// Runs `exitwise accuracy`.
+pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    let pack = load_pack(args.adapters.as_ref())?;
+    let manifest = &pack.manifest;
+    let fields = FieldNames {
+        text: args.text_field.clone(),
+        label: args
+            .label_field
+            .clone()
+            .unwrap_or_else(|| manifest.training.label_field.clone()),
+        id: args.id_field.clone(),
+    };
+    let data = Dataset::read(&args.data, &fields, args.max_docs)?;
+    data.check_labels_within(&manifest.labels)?;
+    let model = load_model(args.model.as_ref(), global)?;
+    let model_sha256 = sha256_file(model.path(), &|_| {})
+        .with_context(|| format!("cannot hash `{}`", model.path().display()))?;
+    for warning in pack.check_model(model.facts(), Some(&model_sha256), args.strict)? {
+        eprintln!("warning: {warning}");
+    }
+    let mut cache = FeatureCache::open(
+        &args.cache_dir.clone().unwrap_or_else(default_cache_root),
+        CacheKey {
+            format: CACHE_FORMAT,
+            model_sha256,
+            data_sha256: data.sha256.clone(),
+            token_limit: manifest.token_limit,
+            layers: model.layers(),
+            width: model.width(),
+        },
+    )?;
+    if (0..data.documents.len()).any(|index| !cache.contains(index)) {
+        let mut session = Session::new(
+            &model,
+            &SessionOptions {
+                context_tokens: manifest.token_limit,
+                threads: global.threads(),
+                tap: true,
+            },
+        )
+        .context("cannot create a session")?;
+        let bar = output::documents_bar(data.documents.len() as u64, "features");
+        fill_cache(
+            &mut session,
+            &data,
+            &mut cache,
+            manifest.token_limit,
+            &|done, _| bar.set_position(done as u64),
+        )
+        .with_context(|| format!("cannot extract features of `{}`", data.path.display()))?;
+        bar.finish_and_clear();
+    }
+    let class_of = |label: &str| manifest.labels.iter().position(|known| known == label);
+    let set = load_prefix_sets(&mut cache, &data, &class_of, model.layers(), model.width())?
+        .into_iter()
+        .find(|set| set.kind == manifest.feature_kind)
+        .context("the pack's feature kind is not cached")?;
+    let reports: Vec<LayerReport> = pack
+        .heads
+        .iter()
+        .enumerate()
+        .map(|(layer, head)| {
+            let accuracy = evaluate_layer(head, &set, layer);
+            LayerReport {
+                layer,
+                l2: manifest.layers[layer].l2,
+                temperature: head.head.temperature,
+                dev_accuracy_prefixes: accuracy.prefixes,
+                dev_accuracy_full: accuracy.full,
+                dev_accuracy_1: accuracy.after_1,
+                dev_accuracy_2: accuracy.after_2,
+                dev_accuracy_4: accuracy.after_4,
+            }
+        })
+        .collect();
+    let documents = set.rows_at(None).len();
+    let best = manifest.best_layer;
+    let last = reports.len() - 1;
+    let mut text = format!(
+        "pack {} on `{}`: {documents} documents, {} sentence prefixes, label field `{}`\n",
+        manifest.name,
+        args.data.display(),
+        set.len(),
+        fields.label
+    );
+    text.push_str(&render_layer_table(&reports, best, "data"));
+    text.push_str(&format!(
+        "whole documents: best layer (chosen on dev) {best}: {:.4}; last layer {last}: {:.4}\n",
+        reports[best].dev_accuracy_full, reports[last].dev_accuracy_full
+    ));
+    output::print(&text)?;
+    Ok(EXIT_OK)
+}

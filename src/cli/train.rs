@@ -1,0 +1,362 @@
+//! `exitwise train`: learns an adapter pack (one classifier head per layer) from labelled data.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+use exitwise::catalog::sha256_file;
+use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::document::DEFAULT_TOKEN_LIMIT;
+use exitwise::engine::{Model, Session, SessionOptions};
+use exitwise::extraction::{ExtractionReport, fill_cache, load_prefix_sets};
+use exitwise::feature_cache::{CACHE_FORMAT, CacheKey, FeatureCache, default_cache_root};
+use exitwise::pack::{
+    AdapterPack, LayerReport, ModelFingerprint, PACK_FORMAT_VERSION, PackManifest,
+    TrainingDescription,
+};
+use exitwise::training::{TrainedHeads, train_heads};
+
+use super::{EXIT_OK, GlobalOptions, load_model, output};
+
+/// Arguments of `exitwise train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// GGUF model file, or the name of a catalog model [default: the catalog's default model]
+    #[arg(long, value_name = "PATH|NAME")]
+    model: Option<PathBuf>,
+
+    /// Training data: JSON Lines, or CSV/TSV with a header row (by extension)
+    #[arg(long, value_name = "FILE")]
+    train: PathBuf,
+
+    /// Development data (same format): chooses the L2 penalty, the feature kind and the
+    /// calibration temperature, and measures the per-layer accuracy
+    #[arg(long, value_name = "FILE")]
+    dev: PathBuf,
+
+    /// Output folder of the pack (its name is the folder's name), e.g. `adapters/my-pack`
+    #[arg(long, value_name = "DIR", required_unless_present = "extract_only")]
+    out: Option<PathBuf>,
+
+    /// Field (column) holding the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_field: String,
+
+    /// Field (column) holding the label; labels are any strings, 2 or more classes
+    #[arg(long, default_value = "label", value_name = "NAME")]
+    label_field: String,
+
+    /// Field (column) holding the document id (optional in the data)
+    #[arg(long, default_value = "id", value_name = "NAME")]
+    id_field: String,
+
+    /// Use only the first N training documents
+    #[arg(long, value_name = "N")]
+    max_docs: Option<usize>,
+
+    /// Use only the first N development documents
+    #[arg(long, value_name = "N")]
+    max_dev_docs: Option<usize>,
+
+    /// Most tokens read per document (document-start token included)
+    #[arg(long, default_value_t = DEFAULT_TOKEN_LIMIT, value_name = "N")]
+    token_limit: usize,
+
+    /// Folder of the feature cache [default: $EXITWISE_CACHE_DIR, else ~/.cache/exitwise]
+    ///
+    /// Features are cached per model file, data file and token limit: training again (other
+    /// labels of the same file, fewer documents, another output) never re-runs the model.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Only run the model over the data and fill the feature cache; train nothing
+    #[arg(long)]
+    extract_only: bool,
+}
+
+/// Runs `exitwise train`.
+pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    let fields = FieldNames {
+        text: args.text_field.clone(),
+        label: args.label_field.clone(),
+        id: args.id_field.clone(),
+    };
+    let train = Dataset::read(&args.train, &fields, args.max_docs)?;
+    train.check_trainable()?;
+    let labels = train.labels();
+    let dev = Dataset::read(&args.dev, &fields, args.max_dev_docs)?;
+    dev.check_labels_within(&labels)?;
+    if let Some(out) = &args.out
+        && out.exists()
+        && !out.join(exitwise::pack::MANIFEST_FILE).exists()
+        && std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some())
+    {
+        bail!(
+            "refusing to write the pack into `{}`: the folder exists and is not a pack",
+            out.display()
+        );
+    }
+
+    let model = load_model(args.model.as_ref(), global)?;
+    let model_sha256 = sha256_file(model.path(), &|_| {})
+        .with_context(|| format!("cannot hash `{}`", model.path().display()))?;
+    let cache_root = args.cache_dir.clone().unwrap_or_else(default_cache_root);
+    let open_cache = |data: &Dataset| {
+        FeatureCache::open(
+            &cache_root,
+            CacheKey {
+                format: CACHE_FORMAT,
+                model_sha256: model_sha256.clone(),
+                data_sha256: data.sha256.clone(),
+                token_limit: args.token_limit,
+                layers: model.layers(),
+                width: model.width(),
+            },
+        )
+    };
+    let mut train_cache = open_cache(&train)?;
+    let mut dev_cache = open_cache(&dev)?;
+
+    let session_options = SessionOptions {
+        context_tokens: args.token_limit,
+        threads: global.threads(),
+        tap: true,
+    };
+    let mut session = None;
+    let mut extract = |data: &Dataset,
+                       cache: &mut FeatureCache,
+                       what: &str|
+     -> anyhow::Result<ExtractionReport> {
+        let started = Instant::now();
+        let missing = (0..data.documents.len()).any(|index| !cache.contains(index));
+        let report = if missing {
+            // The session (a KV cache for the token limit) is created only when a document
+            // needs the model.
+            if session.is_none() {
+                session = Some(
+                    Session::new(&model, &session_options).context("cannot create a session")?,
+                );
+            }
+            let session = session.as_mut().context("no session")?;
+            let bar = output::documents_bar(data.documents.len() as u64, what);
+            let report = fill_cache(session, data, cache, args.token_limit, &|done, _| {
+                bar.set_position(done as u64)
+            })
+            .with_context(|| format!("cannot extract features of `{}`", data.path.display()))?;
+            bar.finish_and_clear();
+            report
+        } else {
+            ExtractionReport {
+                cached: data.documents.len(),
+                ..ExtractionReport::default()
+            }
+        };
+        eprintln!(
+            "{what}: {} documents decoded in {:.0} s, {} from the cache{}",
+            report.decoded,
+            started.elapsed().as_secs_f64(),
+            report.cached,
+            if report.empty.is_empty() {
+                String::new()
+            } else {
+                format!(", {} empty and skipped", report.empty.len())
+            }
+        );
+        Ok(report)
+    };
+    extract(&train, &mut train_cache, "train")?;
+    extract(&dev, &mut dev_cache, "dev")?;
+    if args.extract_only {
+        eprintln!(
+            "features cached in `{}` and `{}`",
+            train_cache.folder().display(),
+            dev_cache.folder().display()
+        );
+        return Ok(EXIT_OK);
+    }
+    let Some(out) = &args.out else {
+        bail!("--out is required to train a pack");
+    };
+
+    let class_of = |label: &str| labels.iter().position(|known| known == label);
+    let (layers, width) = (model.layers(), model.width());
+    let train_sets = load_prefix_sets(&mut train_cache, &train, &class_of, layers, width)?;
+    let dev_sets = load_prefix_sets(&mut dev_cache, &dev, &class_of, layers, width)?;
+    let threads = global
+        .threads()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let bar = output::steps_bar((layers * train_sets.len()) as u64, "training heads");
+    let mut candidates: Vec<TrainedHeads> = Vec::new();
+    for (train_set, dev_set) in train_sets.iter().zip(&dev_sets) {
+        let finished_before = (candidates.len() * layers) as u64;
+        candidates.push(train_heads(
+            train_set,
+            dev_set,
+            labels.len(),
+            threads,
+            &|done| bar.set_position(finished_before + done as u64),
+        ));
+    }
+    bar.finish_and_clear();
+    let feature_comparison: BTreeMap<String, f64> = candidates
+        .iter()
+        .map(|trained| {
+            (
+                trained.kind.name().to_string(),
+                trained.mean_prefix_accuracy(),
+            )
+        })
+        .collect();
+    let chosen = candidates
+        .into_iter()
+        .reduce(|best, next| {
+            if next.mean_prefix_accuracy() > best.mean_prefix_accuracy() {
+                next
+            } else {
+                best
+            }
+        })
+        .context("no feature kind was trained")?;
+
+    let name = out.file_name().map_or_else(
+        || "pack".to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let pack = AdapterPack {
+        manifest: PackManifest {
+            format_version: PACK_FORMAT_VERSION,
+            name,
+            labels: labels.clone(),
+            feature_kind: chosen.kind,
+            token_limit: args.token_limit,
+            best_layer: chosen.best_layer(),
+            model: fingerprint(&model, &model_sha256),
+            training: TrainingDescription {
+                train_file: display_path(&args.train),
+                train_sha256: train.sha256.clone(),
+                train_documents: train_sets[0]
+                    .documents
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                train_prefixes: train_sets[0].len(),
+                dev_file: display_path(&args.dev),
+                dev_sha256: dev.sha256.clone(),
+                dev_documents: dev_sets[0]
+                    .documents
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                text_field: args.text_field.clone(),
+                label_field: args.label_field.clone(),
+                feature_comparison,
+                created_by: format!(
+                    "exitwise {} (commit {})",
+                    env!("CARGO_PKG_VERSION"),
+                    env!("EXITWISE_BUILD_COMMIT")
+                ),
+            },
+            layers: chosen.reports.clone(),
+        },
+        heads: chosen.heads.clone(),
+    };
+    pack.save(out)
+        .with_context(|| format!("cannot save the pack to `{}`", out.display()))?;
+    output::print(&render_report(&pack))?;
+    eprintln!("pack saved to `{}`", out.display());
+    Ok(EXIT_OK)
+}
+
+fn fingerprint(model: &Model, sha256: &str) -> ModelFingerprint {
+    let facts = model.facts();
+    ModelFingerprint {
+        architecture: facts.architecture.clone(),
+        layers: facts.layers,
+        width: facts.width,
+        sha256: sha256.to_string(),
+        quantization: facts.quantization.clone(),
+    }
+}
+
+/// A path as given, shortened to what follows `data/` for the shared data sets, so packs do not
+/// record a machine's folder layout.
+fn display_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    match text.rfind("/data/") {
+        Some(position) => text[position + "/data/".len()..].to_string(),
+        None => text,
+    }
+}
+
+fn render_report(pack: &AdapterPack) -> String {
+    let manifest = &pack.manifest;
+    let mut text = String::new();
+    let comparison: Vec<String> = manifest
+        .training
+        .feature_comparison
+        .iter()
+        .map(|(kind, accuracy)| format!("{kind} {accuracy:.4}"))
+        .collect();
+    let _ = writeln!(
+        text,
+        "pack {}: {} classes ({}), {} training documents ({} sentence prefixes), {} dev documents",
+        manifest.name,
+        manifest.labels.len(),
+        manifest.labels.join(", "),
+        manifest.training.train_documents,
+        manifest.training.train_prefixes,
+        manifest.training.dev_documents
+    );
+    let _ = writeln!(
+        text,
+        "feature kind: {} (mean dev accuracy over layers and prefixes: {})",
+        manifest.feature_kind.name(),
+        comparison.join(", ")
+    );
+    text.push_str(&render_layer_table(
+        &manifest.layers,
+        manifest.best_layer,
+        "dev",
+    ));
+    text
+}
+
+/// The per-layer accuracy table (`set` names the data: "dev", "test"); `*` marks `best_layer`.
+pub(super) fn render_layer_table(reports: &[LayerReport], best_layer: usize, set: &str) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:>5} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "layer",
+        "l2",
+        "temp",
+        format!("{set} full"),
+        format!("{set} @1"),
+        format!("{set} @2"),
+        format!("{set} @4"),
+        "prefixes"
+    );
+    for report in reports {
+        let marker = if report.layer == best_layer { " *" } else { "" };
+        let _ = writeln!(
+            text,
+            "{:>5} {:>8.0e} {:>7.3} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4}{marker}",
+            report.layer,
+            report.l2,
+            report.temperature,
+            report.dev_accuracy_full,
+            report.dev_accuracy_1,
+            report.dev_accuracy_2,
+            report.dev_accuracy_4,
+            report.dev_accuracy_prefixes
+        );
+    }
+    let _ = writeln!(
+        text,
+        "* best layer on whole dev documents (the pack's choice)"
+    );
+    text
+}

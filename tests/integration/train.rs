@@ -1,0 +1,214 @@
+//! `exitwise train` end to end with the real model on the small fixtures in `tests/fixtures`.
+
+use std::path::{Path, PathBuf};
+
+use exitwise::engine::{Model, ModelOptions, Session, SessionOptions};
+use exitwise::features::{FeatureAccumulator, extract_document_features};
+use exitwise::pack::AdapterPack;
+
+use crate::common::{TestModel, exitwise, model_path, text};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn train(model: &Path, out: &Path, cache: &Path, dev: &Path) -> std::process::Output {
+    exitwise(
+        &[
+            "train",
+            "--model",
+            path_text(model),
+            "--train",
+            path_text(&fixture("reviews-train.jsonl")),
+            "--dev",
+            path_text(dev),
+            "--out",
+            path_text(out),
+            "--cache-dir",
+            path_text(cache),
+            "--threads",
+            "1",
+        ],
+        b"",
+    )
+}
+
+/// Probabilities of the pack's best layer for a whole text.
+fn classify_with_best_layer(model: &Model, pack: &AdapterPack, text: &str) -> Vec<f32> {
+    let document = exitwise::document::prepare_document(model, text, pack.manifest.token_limit)
+        .expect("prepare");
+    let mut session = Session::new(
+        model,
+        &SessionOptions {
+            context_tokens: 512,
+            threads: Some(1),
+            tap: true,
+        },
+    )
+    .expect("session");
+    let mut accumulator = FeatureAccumulator::new(model.layers(), model.width());
+    let features =
+        extract_document_features(&mut session, &mut accumulator, &document).expect("features");
+    let layer = pack.manifest.best_layer;
+    let last = features.prefixes() - 1;
+    let feature = features
+        .of(pack.manifest.feature_kind)
+        .slice(ndarray::s![last, layer, ..])
+        .to_owned();
+    pack.probabilities(layer, feature.view()).to_vec()
+}
+
+#[test]
+fn training_on_a_tiny_set_makes_a_pack_that_loads_and_predicts() {
+    let Some(model_file) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, cache) = (dir.path().join("tiny-reviews"), dir.path().join("cache"));
+    let output = train(&model_file, &out, &cache, &fixture("reviews-dev.jsonl"));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("pack tiny-reviews: 2 classes (neg, pos), 16 training documents ("),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line
+                .trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit()))
+            .count(),
+        18,
+        "{stdout}"
+    );
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("train: 16 documents decoded"), "{stderr}");
+    assert!(stderr.contains("dev: 8 documents decoded"), "{stderr}");
+
+    let pack = AdapterPack::load_dir(&out).expect("the pack loads");
+    assert_eq!(pack.manifest.labels, ["neg", "pos"]);
+    assert_eq!(pack.heads.len(), 18);
+    assert_eq!(pack.manifest.training.train_documents, 16);
+    let model = Model::load(&model_file, &ModelOptions::default()).expect("model");
+    assert!(
+        pack.check_model(model.facts(), None, true)
+            .expect("fits")
+            .is_empty()
+    );
+    // Even 16 training reviews separate these on the best layer.
+    assert!(pack.manifest.layers[pack.manifest.best_layer].dev_accuracy_full >= 0.75);
+    let positive = classify_with_best_layer(
+        &model,
+        &pack,
+        "A wonderful film with a brilliant cast. I loved it.",
+    );
+    let negative = classify_with_best_layer(
+        &model,
+        &pack,
+        "An awful, boring film with terrible acting. I hated it.",
+    );
+    assert!(positive[1] > 0.5, "positive review: {positive:?}");
+    assert!(negative[0] > 0.5, "negative review: {negative:?}");
+    for probabilities in [positive, negative] {
+        assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    // A second run with the same inputs reads every feature from the cache.
+    let again = dir.path().join("again");
+    let output = train(&model_file, &again, &cache, &fixture("reviews-dev.jsonl"));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("train: 0 documents decoded") && stderr.contains("16 from the cache"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("dev: 0 documents decoded") && stderr.contains("8 from the cache"),
+        "{stderr}"
+    );
+    let second = AdapterPack::load_dir(&again).expect("second pack");
+    assert_eq!(second.heads, pack.heads, "training is deterministic");
+}
+
+#[test]
+fn a_dev_label_unknown_to_training_is_named() {
+    let Some(model_file) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = dir.path().join("dev.jsonl");
+    std::fs::write(&dev, "{\"id\": \"d1\", \"text\": \"Fine.\", \"label\": \"pos\"}\n{\"id\": \"d2\", \"text\": \"Meh.\", \"label\": \"meh\"}\n").expect("write");
+    let output = train(
+        &model_file,
+        &dir.path().join("pack"),
+        &dir.path().join("cache"),
+        &dev,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: label `meh` of `{}` (first at d2) does not occur in the training data (labels: neg, pos)\n",
+            dev.display()
+        )
+    );
+}
+
+#[test]
+fn training_refuses_one_class_and_a_folder_that_is_not_a_pack() {
+    let Some(model_file) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let single = dir.path().join("single.jsonl");
+    std::fs::write(&single, "{\"text\": \"Fine.\", \"label\": \"pos\"}\n").expect("write");
+    let output = exitwise(
+        &[
+            "train",
+            "--model",
+            path_text(&model_file),
+            "--train",
+            path_text(&single),
+            "--dev",
+            path_text(&single),
+            "--out",
+            path_text(&dir.path().join("p")),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).ends_with(
+            "has 1 documents with 1 distinct labels; training needs at least 2 labels\n"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let occupied = dir.path().join("occupied");
+    std::fs::create_dir(&occupied).expect("dir");
+    std::fs::write(occupied.join("notes.txt"), "mine").expect("write");
+    let output = train(
+        &model_file,
+        &occupied,
+        &dir.path().join("cache"),
+        &fixture("reviews-dev.jsonl"),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: refusing to write the pack into `{}`: the folder exists and is not a pack\n",
+            occupied.display()
+        )
+    );
+}
