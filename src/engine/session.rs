@@ -128,9 +128,11 @@ impl<'model> Session<'model> {
     /// Creates a context for `model`.
     pub fn new(model: &'model Model, options: &SessionOptions) -> Result<Self, EngineError> {
         let capacity = options.context_tokens.max(1);
-        let capacity_c = u32::try_from(capacity).map_err(|_| {
+        // llama.cpp counts batch tokens in i32 and context tokens in u32: fit both.
+        let capacity_batch = i32::try_from(capacity).map_err(|_| {
             EngineError::InvalidBatch(format!("context of {capacity} tokens is too large"))
         })?;
+        let capacity_c = capacity_batch.unsigned_abs();
         let threads = options
             .threads
             .filter(|&threads| threads > 0)
@@ -190,7 +192,7 @@ impl<'model> Session<'model> {
 
         // SAFETY: allocates token, pos, n_seq_id, seq_id (with one id each) and logits arrays
         // for `capacity` tokens; freed by `BatchHandle::drop`.
-        let batch = unsafe { sys::llama_batch_init(capacity_c as i32, 0, 1) };
+        let batch = unsafe { sys::llama_batch_init(capacity_batch, 0, 1) };
         let batch = BatchHandle { batch, capacity };
 
         Ok(Session {

@@ -137,6 +137,54 @@ fn training_on_a_tiny_set_makes_a_pack_that_loads_and_predicts() {
     );
     let second = AdapterPack::load_dir(&again).expect("second pack");
     assert_eq!(second.heads, pack.heads, "training is deterministic");
+
+    // `accuracy` on the dev file reproduces the dev accuracies recorded in the pack.
+    let output = exitwise(
+        &[
+            "accuracy",
+            "--model",
+            path_text(&model_file),
+            "--adapters",
+            path_text(&out),
+            "--data",
+            path_text(&fixture("reviews-dev.jsonl")),
+            "--cache-dir",
+            path_text(&cache),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let best = pack.manifest.best_layer;
+    let expected = format!(
+        "whole documents: best layer (chosen on dev) {best}: {:.4}; last layer 17: {:.4}\n",
+        pack.manifest.layers[best].dev_accuracy_full, pack.manifest.layers[17].dev_accuracy_full
+    );
+    assert!(stdout.ends_with(&expected), "{stdout}");
+}
+
+#[test]
+fn an_unknown_pack_name_lists_the_packs_there_are() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_exitwise"))
+        .args([
+            "accuracy",
+            "--adapters",
+            "no-such-pack",
+            "--data",
+            path_text(&fixture("reviews-dev.jsonl")),
+        ])
+        .env("EXITWISE_ADAPTERS_DIR", dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: no adapter pack `no-such-pack`: it is neither a folder nor a pack in `{}` (packs there: none)\n",
+            dir.path().display()
+        )
+    );
 }
 
 #[test]
