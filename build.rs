@@ -11,7 +11,9 @@ const DEFAULT_PACK: &str = "gemma3-270m-imdb";
 
 fn main() {
     println!("cargo:rerun-if-changed=models/catalog.toml");
+    // HEAD names the branch; the branch's ref file changes with every commit.
     println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=EXITWISE_BUILD_COMMIT");
     record_commit();
     embed_default_pack();
