@@ -4,6 +4,7 @@
 //! and testable without a model.
 #![deny(unsafe_code)]
 
+pub mod calibration;
 pub mod catalog;
 pub mod dataset;
 pub mod document;
@@ -14,5 +15,6 @@ pub mod features;
 pub mod gguf;
 pub mod heads;
 pub mod pack;
+pub mod policy;
 pub mod segment;
 pub mod training;

@@ -125,6 +125,19 @@ pub struct PackManifest {
     pub training: TrainingDescription,
     /// One entry per layer, in order.
     pub layers: Vec<LayerReport>,
+    /// Exit settings chosen on dev for each policy and accuracy budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationSection>,
+}
+
+/// `[calibration]`: the exit operating points chosen on dev.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationSection {
+    /// Dev documents simulated.
+    pub dev_documents: usize,
+    /// One point per policy and budget (`full` once).
+    pub operating_points: Vec<crate::calibration::OperatingPoint>,
 }
 
 /// Why a pack cannot be used.
@@ -426,6 +439,21 @@ impl PackManifest {
         if self.token_limit == 0 {
             return Err("token limit 0".into());
         }
+        if let Some(calibration) = &self.calibration {
+            for point in &calibration.operating_points {
+                let config = &point.config;
+                if config.depth_cap >= self.model.layers
+                    || config.decision_layer >= self.model.layers
+                    || config.min_layer >= self.model.layers
+                    || !config.threshold.is_finite()
+                {
+                    return Err(format!(
+                        "operating point {point:?} does not fit a {}-layer model",
+                        self.model.layers
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -546,6 +574,7 @@ mod tests {
                     dev_accuracy_4: 0.75,
                 })
                 .collect(),
+            calibration: None,
         };
         AdapterPack { manifest, heads }
     }
@@ -576,6 +605,43 @@ mod tests {
         assert_eq!(
             loaded.probabilities(1, feature.view()),
             pack.probabilities(1, feature.view())
+        );
+    }
+
+    #[test]
+    fn calibration_round_trips_and_is_validated() {
+        use crate::calibration::OperatingPoint;
+        use crate::policy::{ExitRule, PolicyConfig, PolicyKind};
+        let mut pack = sample_pack();
+        let config = PolicyConfig {
+            kind: PolicyKind::TwoDimensional,
+            rule: ExitRule::AccumulatedMargin,
+            threshold: 2.5,
+            min_layer: 1,
+            patience: 2,
+            depth_cap: 2,
+            decision_layer: 2,
+        };
+        pack.manifest.calibration = Some(CalibrationSection {
+            dev_documents: 5,
+            operating_points: vec![OperatingPoint {
+                budget: 1.0,
+                config,
+                dev_accuracy: 0.8,
+                dev_cost: 0.25,
+            }],
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        pack.save(dir.path()).expect("save");
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("manifest");
+        assert!(manifest.contains("kind = \"2d\""), "{manifest}");
+        assert_eq!(AdapterPack::load_dir(dir.path()).expect("load"), pack);
+        let weights = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
+        let too_deep = manifest.replace("depth_cap = 2", "depth_cap = 3");
+        let error = AdapterPack::from_parts(&too_deep, &weights, "tiny").unwrap_err();
+        assert!(
+            error.to_string().contains("does not fit a 3-layer model"),
+            "{error}"
         );
     }
 

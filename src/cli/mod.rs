@@ -3,6 +3,7 @@
 
 mod accuracy;
 mod bench_engine;
+mod calibrate;
 mod inspect;
 mod models;
 mod output;
@@ -88,6 +89,8 @@ enum Command {
     Segment(segment::SegmentArgs),
     /// Learn an adapter pack (a classifier head per layer) from labelled data
     Train(train::TrainArgs),
+    /// Choose a pack's exit settings on dev data (part of `train`; rerun after changes)
+    Calibrate(calibrate::CalibrateArgs),
     /// Measure every layer head's accuracy on a labelled file (whole documents and prefixes)
     Accuracy(accuracy::AccuracyArgs),
 }
@@ -102,6 +105,7 @@ pub fn run() -> ExitCode {
         Command::Models(args) => models::run(args, &cli.global),
         Command::Segment(args) => segment::run(args, &cli.global),
         Command::Train(args) => train::run(args, &cli.global),
+        Command::Calibrate(args) => calibrate::run(args, &cli.global),
         Command::Accuracy(args) => accuracy::run(args, &cli.global),
     };
     match outcome {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
+use exitwise::calibration::{DEFAULT_BUDGETS, calibrate, labelled_grids};
 use exitwise::catalog::sha256_file;
 use exitwise::dataset::{Dataset, FieldNames};
 use exitwise::document::DEFAULT_TOKEN_LIMIT;
@@ -14,9 +15,10 @@ use exitwise::engine::{Model, Session, SessionOptions};
 use exitwise::extraction::{ExtractionReport, fill_cache, load_prefix_sets};
 use exitwise::feature_cache::{CACHE_FORMAT, CacheKey, FeatureCache, default_cache_root};
 use exitwise::pack::{
-    AdapterPack, LayerReport, ModelFingerprint, PACK_FORMAT_VERSION, PackManifest,
-    TrainingDescription,
+    AdapterPack, CalibrationSection, LayerReport, ModelFingerprint, PACK_FORMAT_VERSION,
+    PackManifest, TrainingDescription,
 };
+use exitwise::policy::PolicyKind;
 use exitwise::training::{TrainedHeads, train_heads};
 
 use super::{EXIT_OK, GlobalOptions, load_model, output};
@@ -260,9 +262,12 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
                 ),
             },
             layers: chosen.reports.clone(),
+            calibration: None,
         },
         heads: chosen.heads.clone(),
     };
+    let mut pack = pack;
+    calibrate_pack(&mut pack, &model, &mut dev_cache, &dev)?;
     pack.save(out)
         .with_context(|| format!("cannot save the pack to `{}`", out.display()))?;
     output::print(&render_report(&pack))?;
@@ -321,6 +326,92 @@ fn render_report(pack: &AdapterPack) -> String {
         manifest.best_layer,
         "dev",
     ));
+    text.push_str(&render_operating_points(manifest));
+    text
+}
+
+/// Simulates the exit policies on the dev features and stores the chosen operating points in
+/// the pack.
+pub(super) fn calibrate_pack(
+    pack: &mut AdapterPack,
+    model: &Model,
+    dev_cache: &mut FeatureCache,
+    dev: &Dataset,
+) -> anyhow::Result<()> {
+    let grids = labelled_grids(pack, model, dev_cache, dev)?;
+    anyhow::ensure!(
+        !grids.is_empty(),
+        "no dev document is usable for calibration"
+    );
+    let points = calibrate(
+        &grids,
+        pack.heads.len(),
+        pack.manifest.best_layer,
+        &DEFAULT_BUDGETS,
+    );
+    pack.manifest.calibration = Some(CalibrationSection {
+        dev_documents: grids.len(),
+        operating_points: points,
+    });
+    Ok(())
+}
+
+/// The calibrated operating points as a table.
+pub(super) fn render_operating_points(manifest: &PackManifest) -> String {
+    let Some(calibration) = &manifest.calibration else {
+        return String::new();
+    };
+    let mut text = format!(
+        "exit calibration on {} dev documents (cost: share of full-depth, whole-document token×layer operations)\n",
+        calibration.dev_documents
+    );
+    let _ = writeln!(
+        text,
+        "{:<9} {:>6} {:<19} {:>9} {:>6} {:>9} {:>8} {:>9} {:>9}",
+        "policy",
+        "budget",
+        "rule",
+        "threshold",
+        "decide",
+        "depth cap",
+        "patience",
+        "dev acc",
+        "dev cost"
+    );
+    for point in &calibration.operating_points {
+        let config = &point.config;
+        let dash = || "-".to_string();
+        let (rule, threshold, patience) = match config.kind {
+            PolicyKind::Full => (dash(), dash(), dash()),
+            _ => (
+                config.rule.name().to_string(),
+                format!("{:.3}", config.threshold),
+                config.patience.to_string(),
+            ),
+        };
+        // Which head answers: a fixed layer for `full` and `sentence`, the exit cell otherwise.
+        let decide = match config.kind {
+            PolicyKind::Full | PolicyKind::Sentence => config.decision_layer.to_string(),
+            _ => format!("≥{}", config.min_layer),
+        };
+        let cap = match config.kind {
+            PolicyKind::TwoDimensional => config.depth_cap.to_string(),
+            _ => dash(),
+        };
+        let _ = writeln!(
+            text,
+            "{:<9} {:>6.1} {:<19} {:>9} {:>6} {:>9} {:>8} {:>9.4} {:>9.3}",
+            config.kind.name(),
+            point.budget,
+            rule,
+            threshold,
+            decide,
+            cap,
+            patience,
+            point.dev_accuracy,
+            point.dev_cost
+        );
+    }
     text
 }
 

@@ -78,16 +78,24 @@ fn training_on_a_tiny_set_makes_a_pack_that_loads_and_predicts() {
         stdout.starts_with("pack tiny-reviews: 2 classes (neg, pos), 16 training documents ("),
         "{stdout}"
     );
+    // One row per layer in the accuracy table: right-aligned layer numbers.
+    let layer_rows = stdout
+        .lines()
+        .filter(|line| {
+            line.starts_with(' ') && line.trim_start().starts_with(|c: char| c.is_ascii_digit())
+        })
+        .count();
+    assert_eq!(layer_rows, 18, "{stdout}");
+    assert!(
+        stdout.contains("exit calibration on 8 dev documents"),
+        "{stdout}"
+    );
     assert_eq!(
         stdout
             .lines()
-            .filter(|line| line
-                .trim_start()
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_digit()))
+            .filter(|line| line.starts_with("2d "))
             .count(),
-        18,
+        5,
         "{stdout}"
     );
     let stderr = text(&output.stderr);

@@ -1,0 +1,104 @@
+//! `exitwise calibrate`: (re)chooses a pack's exit settings on dev data from cached features.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use exitwise::catalog::sha256_file;
+use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::engine::{Session, SessionOptions};
+use exitwise::extraction::fill_cache;
+use exitwise::feature_cache::{CACHE_FORMAT, CacheKey, FeatureCache, default_cache_root};
+use exitwise::pack::AdapterPack;
+
+use super::train::{calibrate_pack, render_operating_points};
+use super::{EXIT_OK, GlobalOptions, load_model, output};
+
+/// Arguments of `exitwise calibrate`.
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    /// The pack folder to calibrate (rewritten in place)
+    #[arg(value_name = "PACK")]
+    pack: PathBuf,
+
+    /// Development data: JSON Lines, or CSV/TSV with a header row
+    #[arg(long, value_name = "FILE")]
+    dev: PathBuf,
+
+    /// GGUF model file, or the name of a catalog model [default: the catalog's default model]
+    #[arg(long, value_name = "PATH|NAME")]
+    model: Option<PathBuf>,
+
+    /// Field (column) holding the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_field: String,
+
+    /// Field (column) holding the label [default: the field the pack was trained on]
+    #[arg(long, value_name = "NAME")]
+    label_field: Option<String>,
+
+    /// Use only the first N development documents
+    #[arg(long, value_name = "N")]
+    max_dev_docs: Option<usize>,
+
+    /// Folder of the feature cache [default: $EXITWISE_CACHE_DIR, else ~/.cache/exitwise]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// Runs `exitwise calibrate`.
+pub fn run(args: &CalibrateArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    let mut pack = AdapterPack::load_dir(&args.pack)
+        .with_context(|| format!("cannot load the adapter pack `{}`", args.pack.display()))?;
+    let fields = FieldNames {
+        text: args.text_field.clone(),
+        label: args
+            .label_field
+            .clone()
+            .unwrap_or_else(|| pack.manifest.training.label_field.clone()),
+        ..FieldNames::default()
+    };
+    let dev = Dataset::read(&args.dev, &fields, args.max_dev_docs)?;
+    dev.check_labels_within(&pack.manifest.labels)?;
+    let model = load_model(args.model.as_ref(), global)?;
+    let model_sha256 = sha256_file(model.path(), &|_| {})
+        .with_context(|| format!("cannot hash `{}`", model.path().display()))?;
+    for warning in pack.check_model(model.facts(), Some(&model_sha256), false)? {
+        eprintln!("warning: {warning}");
+    }
+    let token_limit = pack.manifest.token_limit;
+    let mut cache = FeatureCache::open(
+        &args.cache_dir.clone().unwrap_or_else(default_cache_root),
+        CacheKey {
+            format: CACHE_FORMAT,
+            model_sha256,
+            data_sha256: dev.sha256.clone(),
+            token_limit,
+            layers: model.layers(),
+            width: model.width(),
+        },
+    )?;
+    if (0..dev.documents.len()).any(|index| !cache.contains(index)) {
+        let mut session = Session::new(
+            &model,
+            &SessionOptions {
+                context_tokens: token_limit,
+                threads: global.threads(),
+                tap: true,
+            },
+        )
+        .context("cannot create a session")?;
+        let bar = output::documents_bar(dev.documents.len() as u64, "features");
+        fill_cache(&mut session, &dev, &mut cache, token_limit, &|done, _| {
+            bar.set_position(done as u64)
+        })
+        .with_context(|| format!("cannot extract features of `{}`", dev.path.display()))?;
+        bar.finish_and_clear();
+    }
+    calibrate_pack(&mut pack, &model, &mut cache, &dev)?;
+    pack.save(&args.pack)
+        .with_context(|| format!("cannot save the pack to `{}`", args.pack.display()))?;
+    output::print(&render_operating_points(&pack.manifest))?;
+    eprintln!("calibration saved to `{}`", args.pack.display());
+    Ok(EXIT_OK)
+}
