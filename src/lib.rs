@@ -6,6 +6,7 @@
 
 pub mod calibration;
 pub mod catalog;
+pub mod classifier;
 pub mod dataset;
 pub mod document;
 pub mod engine;

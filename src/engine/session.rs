@@ -261,7 +261,29 @@ impl<'model> Session<'model> {
         tokens: &[Token],
         observer: &mut dyn LayerObserver,
     ) -> Result<FeedOutcome, EngineError> {
-        self.fill_batch(tokens)?;
+        let last = tokens.len().saturating_sub(1);
+        self.feed_with_outputs(tokens, &[last], observer)
+    }
+
+    /// Like [`Self::feed`], with the batch positions whose rows the last layer computes
+    /// (`outputs`, ascending): reading a whole document in one pass with its sentence ends as
+    /// outputs gives the last layer the same rows as feeding it sentence by sentence. Each
+    /// output costs one row of llama.cpp's logits buffer (vocabulary-sized, never computed).
+    pub fn feed_with_outputs(
+        &mut self,
+        tokens: &[Token],
+        outputs: &[usize],
+        observer: &mut dyn LayerObserver,
+    ) -> Result<FeedOutcome, EngineError> {
+        let ascending = outputs.windows(2).all(|pair| pair[0] < pair[1]);
+        if outputs.is_empty() || !ascending || outputs.iter().any(|&output| output >= tokens.len())
+        {
+            return Err(EngineError::InvalidBatch(format!(
+                "output positions {outputs:?} do not fit a batch of {} tokens",
+                tokens.len()
+            )));
+        }
+        self.fill_batch(tokens, outputs)?;
         let Some(tap) = self.tap.as_mut() else {
             return Err(EngineError::InvalidBatch(
                 "this session was created without the layer tap".into(),
@@ -293,13 +315,13 @@ impl<'model> Session<'model> {
     /// Decodes `tokens` like plain llama.cpp: every layer and the output head for the last
     /// token, no tap. The engine benchmark's baseline.
     pub fn feed_untapped(&mut self, tokens: &[Token]) -> Result<(), EngineError> {
-        self.fill_batch(tokens)?;
+        self.fill_batch(tokens, &[tokens.len().saturating_sub(1)])?;
         self.decode()?;
         self.position += tokens.len();
         Ok(())
     }
 
-    fn fill_batch(&mut self, tokens: &[Token]) -> Result<(), EngineError> {
+    fn fill_batch(&mut self, tokens: &[Token], outputs: &[usize]) -> Result<(), EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::InvalidBatch("no tokens to decode".into()));
         }
@@ -312,7 +334,6 @@ impl<'model> Session<'model> {
         }
         debug_assert!(tokens.len() <= self.batch.capacity);
         let batch = &mut self.batch.batch;
-        let last = tokens.len() - 1;
         for (index, &token) in tokens.iter().enumerate() {
             let position = i32::try_from(self.position + index).unwrap_or(i32::MAX);
             // SAFETY: `index < tokens.len() <= capacity`, the size the batch arrays were
@@ -322,9 +343,9 @@ impl<'model> Session<'model> {
                 *batch.pos.add(index) = position;
                 *batch.n_seq_id.add(index) = 1;
                 *(*batch.seq_id.add(index)) = 0;
-                // Only the last token is an output: it keeps the logits buffer at one row and
-                // lets the last layer skip the other rows.
-                *batch.logits.add(index) = i8::from(index == last);
+                // Only the requested rows are outputs: it keeps the logits buffer small and lets
+                // the last layer skip the other rows.
+                *batch.logits.add(index) = i8::from(outputs.binary_search(&index).is_ok());
             }
         }
         batch.n_tokens = i32::try_from(tokens.len()).unwrap_or(i32::MAX);

@@ -102,3 +102,33 @@ pub fn cosine(left: &[f32], right: &[f32]) -> f64 {
     };
     dot / (norm(left) * norm(right))
 }
+
+/// A small pack trained once per test binary with `exitwise train` on the fixtures, and the
+/// folder holding it (kept for the binary's life).
+pub fn tiny_pack() -> Option<&'static (tempfile::TempDir, exitwise::pack::AdapterPack)> {
+    static PACK: OnceLock<Option<(tempfile::TempDir, exitwise::pack::AdapterPack)>> =
+        OnceLock::new();
+    PACK.get_or_init(|| {
+        let model = model_path(TestModel::Gemma)?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let out = dir.path().join("tiny-reviews");
+        let output = Command::new(env!("CARGO_BIN_EXE_exitwise"))
+            .args(["train", "--threads", "1", "--model"])
+            .arg(&model)
+            .arg("--train")
+            .arg(fixtures.join("reviews-train.jsonl"))
+            .arg("--dev")
+            .arg(fixtures.join("reviews-dev.jsonl"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .output()
+            .expect("train runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let pack = exitwise::pack::AdapterPack::load_dir(&out).expect("the tiny pack loads");
+        Some((dir, pack))
+    })
+    .as_ref()
+}

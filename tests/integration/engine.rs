@@ -319,3 +319,57 @@ fn an_untapped_session_decodes_but_refuses_to_tap() {
         "this session was created without the layer tap"
     );
 }
+
+#[test]
+fn one_pass_with_sentence_ends_as_outputs_matches_sentence_by_sentence_features() {
+    use exitwise::features::{FeatureAccumulator, FeatureKind, extract_document_features};
+    for_each_model(|model| {
+        let layers = model.layers();
+        let document = prepare_document(model, REVIEW, 2048).expect("prepare");
+        let mut session = session(model, 512);
+        let mut accumulator = FeatureAccumulator::new(layers, model.width());
+        let incremental =
+            extract_document_features(&mut session, &mut accumulator, &document).expect("features");
+
+        let mut ends = Vec::new();
+        let mut end = 0;
+        for sentence in &document.sentences {
+            end += sentence.tokens.len();
+            ends.push(end - 1);
+        }
+        session.reset();
+        let mut one_pass = FeatureAccumulator::new(layers, model.width());
+        let mut rows_at_last_layer = 0;
+        let mut observer = |hidden: &LayerHidden<'_>| {
+            if hidden.layer() + 1 == layers {
+                rows_at_last_layer = hidden.states().nrows();
+            }
+            one_pass.record(hidden.layer(), hidden.states());
+            Flow::Continue
+        };
+        session
+            .feed_with_outputs(&document.all_tokens(), &ends, &mut observer)
+            .expect("one pass");
+        assert_eq!(rows_at_last_layer, document.sentences.len());
+        let last_prefix = incremental.prefixes() - 1;
+        for kind in FeatureKind::ALL {
+            for layer in 0..layers {
+                let expected = incremental
+                    .of(kind)
+                    .slice(ndarray::s![last_prefix, layer, ..])
+                    .to_vec();
+                let similarity = cosine(&one_pass.current(kind, layer).to_vec(), &expected);
+                assert!(
+                    similarity > 0.999,
+                    "{kind:?} layer {layer}: cosine {similarity}"
+                );
+            }
+        }
+        let error = session.feed_with_outputs(
+            &document.all_tokens()[..3],
+            &[2, 1],
+            &mut Recorder::default(),
+        );
+        assert!(error.is_err(), "outputs must ascend");
+    });
+}

@@ -1,0 +1,101 @@
+//! The online classifier against the simulation it is calibrated with.
+
+use exitwise::calibration::document_grid;
+use exitwise::classifier::Classifier;
+use exitwise::document::prepare_document;
+use exitwise::engine::{Session, SessionOptions};
+use exitwise::features::{FeatureAccumulator, extract_document_features};
+use exitwise::policy::{ExitRule, PolicyConfig, PolicyKind, simulate};
+
+use crate::common::{TestModel, shared_model, tiny_pack};
+
+const TEXTS: [&str; 3] = [
+    "A charming, warm film with a great cast. I enjoyed it a lot. The music is lovely too.",
+    "Poorly written and badly acted. I was bored stiff.\nThe ending is even worse. Avoid.",
+    "The plot is thin. Still, the lead is wonderful and the last act is moving. Worth seeing.",
+];
+
+fn options() -> SessionOptions {
+    SessionOptions {
+        context_tokens: 512,
+        threads: Some(1),
+        tap: true,
+    }
+}
+
+#[test]
+fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
+    let (Some(model), Some((_, pack))) = (shared_model(TestModel::Gemma), tiny_pack()) else {
+        return;
+    };
+    let layers = model.layers();
+    let configs = [
+        (PolicyKind::Full, ExitRule::MaxProbability, 1.0, 17),
+        (PolicyKind::Layer, ExitRule::MaxProbability, 0.9, 17),
+        (PolicyKind::Layer, ExitRule::AccumulatedMargin, 3.0, 17),
+        (PolicyKind::Sentence, ExitRule::MaxProbability, 0.9, 17),
+        (PolicyKind::TwoDimensional, ExitRule::MaxProbability, 0.9, 6),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::AccumulatedMargin,
+            4.0,
+            9,
+        ),
+        (PolicyKind::TwoDimensional, ExitRule::MaxProbability, 1.1, 4),
+    ];
+    let mut extraction = Session::new(model, &options()).expect("session");
+    let mut accumulator = FeatureAccumulator::new(layers, model.width());
+    for text in TEXTS {
+        let document = prepare_document(model, text, pack.manifest.token_limit).expect("prepare");
+        let features = extract_document_features(&mut extraction, &mut accumulator, &document)
+            .expect("features");
+        let tokens: Vec<usize> = document
+            .sentences
+            .iter()
+            .map(|sentence| sentence.tokens.len())
+            .collect();
+        let grid = document_grid(pack, &features, tokens);
+        for (kind, rule, threshold, depth_cap) in configs {
+            let config = PolicyConfig {
+                kind,
+                rule,
+                threshold,
+                min_layer: 0,
+                patience: 1,
+                depth_cap,
+                decision_layer: pack.manifest.best_layer,
+            };
+            let simulated = simulate(&config, &grid);
+            let mut classifier = Classifier::new(
+                Session::new(model, &options()).expect("session"),
+                pack,
+                config,
+            );
+            let online = classifier.classify(&document).expect("classify");
+            let context = format!("{kind:?} {rule:?} {threshold} on {text:?}");
+            assert_eq!(
+                online.exit.sentence,
+                simulated.answer.sentence + 1,
+                "{context}"
+            );
+            assert_eq!(online.exit.layer, simulated.answer.layer, "{context}");
+            assert_eq!(online.exit.exited, simulated.exited, "{context}");
+            assert_eq!(online.class, simulated.prediction, "{context}");
+            assert_eq!(online.token_layers, simulated.token_layers, "{context}");
+            assert_eq!(
+                online.full_token_layers, simulated.full_token_layers,
+                "{context}"
+            );
+            let expected = &grid.probabilities[simulated.answer.sentence][simulated.answer.layer];
+            for (online, expected) in online.probabilities.iter().zip(expected) {
+                assert!(
+                    (online - expected).abs() < 0.02,
+                    "{context}: {online} vs {expected}"
+                );
+            }
+            if kind == PolicyKind::TwoDimensional {
+                assert!(online.exit.layer <= depth_cap);
+            }
+        }
+    }
+}
