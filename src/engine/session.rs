@@ -275,6 +275,9 @@ impl<'model> Session<'model> {
         outputs: &[usize],
         observer: &mut dyn LayerObserver,
     ) -> Result<FeedOutcome, EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::InvalidBatch("no tokens to decode".into()));
+        }
         let ascending = outputs.windows(2).all(|pair| pair[0] < pair[1]);
         if outputs.is_empty() || !ascending || outputs.iter().any(|&output| output >= tokens.len())
         {
