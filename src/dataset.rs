@@ -203,7 +203,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 /// A JSON value as label or id text: strings as they are, numbers and booleans as written.
-fn value_text(value: &serde_json::Value) -> Option<String> {
+pub fn value_text(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::String(text) => Some(text.clone()),
         serde_json::Value::Number(number) => Some(number.to_string()),

@@ -13,9 +13,11 @@ use ndarray::{Array1, Array2, ArrayView1};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::candidate_configs;
 use crate::engine::ModelFacts;
 use crate::features::FeatureKind;
 use crate::heads::{LayerHead, LinearHead, Standardizer};
+use crate::policy::{PolicyConfig, PolicyKind};
 
 /// The pack format this build writes and reads.
 pub const PACK_FORMAT_VERSION: u32 = 1;
@@ -177,6 +179,14 @@ pub enum PackError {
         /// The pack.
         origin: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// The pack has no exit setting for the requested policy and budget.
+    #[error("pack `{origin}` has {reason}")]
+    Calibration {
+        /// The pack.
+        origin: String,
+        /// What is missing.
         reason: String,
     },
     /// The pack belongs to another model.
@@ -383,6 +393,52 @@ impl AdapterPack {
             return Err(mismatch(format!("{warning} (refused because of --strict)")));
         }
         Ok(warnings)
+    }
+
+    /// The calibrated exit setting of `policy` at `budget` points below `full` on dev.
+    /// `full` needs no calibration: it reads everything and answers with the best layer.
+    pub fn operating_point(
+        &self,
+        policy: PolicyKind,
+        budget: f64,
+    ) -> Result<PolicyConfig, PackError> {
+        let calibration_error = |reason: String| PackError::Calibration {
+            origin: self.manifest.name.clone(),
+            reason,
+        };
+        if policy == PolicyKind::Full {
+            let layers = self.manifest.model.layers;
+            return Ok(candidate_configs(PolicyKind::Full, layers, self.manifest.best_layer)[0]);
+        }
+        let Some(calibration) = &self.manifest.calibration else {
+            return Err(calibration_error(
+                "no exit calibration: run `exitwise calibrate PACK --dev FILE`".into(),
+            ));
+        };
+        let points: Vec<_> = calibration
+            .operating_points
+            .iter()
+            .filter(|point| point.config.kind == policy)
+            .collect();
+        points
+            .iter()
+            .find(|point| (point.budget - budget).abs() < 1e-9)
+            .map(|point| point.config)
+            .ok_or_else(|| {
+                let budgets: Vec<String> = points
+                    .iter()
+                    .map(|point| point.budget.to_string())
+                    .collect();
+                calibration_error(format!(
+                    "no exit setting for policy `{}` at budget {budget} (calibrated budgets: {})",
+                    policy.name(),
+                    if budgets.is_empty() {
+                        "none".to_string()
+                    } else {
+                        budgets.join(", ")
+                    }
+                ))
+            })
     }
 
     /// Calibrated class probabilities of the head of `layer` for a raw feature vector.

@@ -4,6 +4,8 @@
 mod accuracy;
 mod bench_engine;
 mod calibrate;
+mod classify;
+mod completions;
 mod inspect;
 mod models;
 mod output;
@@ -79,6 +81,8 @@ pub struct GlobalOptions {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Classify files, directories or stdin, stopping early in sentences and layers
+    Classify(classify::ClassifyArgs),
     /// Show a model's facts: architecture, layers, width, parameters, quantization, sha256
     Inspect(inspect::InspectArgs),
     /// Measure what a layer exit saves: decode time when stopping after each layer
@@ -87,6 +91,10 @@ enum Command {
     Models(models::ModelsArgs),
     /// Show how a document is read: its sentences and their token counts
     Segment(segment::SegmentArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) to stdout
+    Man,
     /// Learn an adapter pack (a classifier head per layer) from labelled data
     Train(train::TrainArgs),
     /// Choose a pack's exit settings on dev data (part of `train`; rerun after changes)
@@ -100,6 +108,9 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let outcome = match &cli.command {
+        Command::Classify(args) => classify::run(args, &cli.global),
+        Command::Completions(args) => completions::run_completions(args),
+        Command::Man => completions::run_man(),
         Command::Inspect(args) => inspect::run(args, &cli.global),
         Command::BenchEngine(args) => bench_engine::run(args, &cli.global),
         Command::Models(args) => models::run(args, &cli.global),

@@ -5,6 +5,7 @@
 //! `make test` and CI), where a missing model fails the test instead of hiding it.
 
 mod classifier;
+mod classify;
 mod cli;
 mod common;
 mod document;

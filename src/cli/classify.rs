@@ -1,0 +1,613 @@
+//! `exitwise classify`: classifies files, directories and streams with two-dimensional early
+//! exit, one result per document, written as soon as it is known.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use exitwise::classifier::{Classification, Classifier};
+use exitwise::dataset::{FieldNames, value_text};
+use exitwise::document::{DocumentError, prepare_document};
+use exitwise::engine::{Session, SessionOptions};
+use exitwise::pack::AdapterPack;
+use exitwise::policy::PolicyKind;
+
+use super::{EXIT_FAILURES, EXIT_OK, GlobalOptions, load_model, load_pack, output};
+
+/// Exit policy choices on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArgument {
+    /// Sentence by sentence, layer by layer inside each sentence (capped depth)
+    #[value(name = "2d")]
+    TwoDimensional,
+    /// The whole document at once, exit at the first confident layer
+    Layer,
+    /// Sentence by sentence at full depth, exit at the first confident sentence
+    Sentence,
+    /// Everything: all sentences, all layers (answers with the pack's best layer)
+    Full,
+}
+
+impl From<PolicyArgument> for PolicyKind {
+    fn from(argument: PolicyArgument) -> Self {
+        match argument {
+            PolicyArgument::TwoDimensional => PolicyKind::TwoDimensional,
+            PolicyArgument::Layer => PolicyKind::Layer,
+            PolicyArgument::Sentence => PolicyKind::Sentence,
+            PolicyArgument::Full => PolicyKind::Full,
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// An aligned table for people
+    Text,
+    /// One JSON object per document
+    Jsonl,
+    /// Tab-separated values with a header row
+    Tsv,
+}
+
+/// Arguments of `exitwise classify`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 every document classified; 1 some documents failed (their error records are in the output and on stderr, the others are classified); 2 usage or set-up error."
+)]
+pub struct ClassifyArgs {
+    /// Documents: files (each one document), directories (their files; see --recursive) or `-`
+    /// for stdin [default: stdin]
+    #[arg(value_name = "FILE|DIR|-")]
+    inputs: Vec<PathBuf>,
+
+    /// GGUF model file, or the name of a catalog model [default: the catalog's default model]
+    #[arg(long, value_name = "PATH|NAME")]
+    model: Option<PathBuf>,
+
+    /// Adapter pack: a folder, or the name of a pack in `adapters/` [default: the compiled-in
+    /// pack, gemma3-270m-imdb]
+    #[arg(long, value_name = "NAME|DIR")]
+    adapters: Option<PathBuf>,
+
+    /// Exit policy
+    #[arg(long, value_enum, default_value_t = PolicyArgument::TwoDimensional)]
+    policy: PolicyArgument,
+
+    /// Accuracy budget: the calibrated setting that stays within this many points of the
+    /// `full` policy's dev accuracy (calibrated: 0, 0.5, 1, 2, 4)
+    #[arg(long, default_value_t = 1.0, value_name = "POINTS")]
+    budget: f64,
+
+    /// Output format [default: text on a terminal, jsonl otherwise]
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+
+    /// Every non-empty line of each input is a document
+    #[arg(long, conflicts_with = "jsonl")]
+    lines: bool,
+
+    /// Each input is JSON Lines: one document per line, its text in --text-field
+    #[arg(long)]
+    jsonl: bool,
+
+    /// With --jsonl: the field holding the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_field: String,
+
+    /// With --jsonl: the field holding the document id [default ids: line numbers]
+    #[arg(long, default_value = "id", value_name = "NAME")]
+    id_field: String,
+
+    /// Walk directories recursively (otherwise only the files directly inside)
+    #[arg(short, long)]
+    recursive: bool,
+
+    /// Most tokens read per document [default: the pack's]
+    #[arg(long, value_name = "N")]
+    token_limit: Option<usize>,
+
+    /// Refuse a pack trained on another model file (by default only another architecture or
+    /// width is refused, another quantization is a warning)
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Whole,
+    Lines,
+    JsonLines,
+}
+
+/// A document, or the reason it could not be read.
+struct Item {
+    id: String,
+    text: Result<String, String>,
+}
+
+#[derive(Serialize)]
+struct ExitRecord<'a> {
+    sentence: usize,
+    sentences: usize,
+    layer: usize,
+    layers: usize,
+    policy: &'a str,
+}
+
+#[derive(Serialize)]
+struct CostRecord {
+    token_layers: u64,
+    full_token_layers: u64,
+}
+
+#[derive(Serialize)]
+struct ResultRecord<'a> {
+    id: &'a str,
+    label: &'a str,
+    confidence: f32,
+    probs: BTreeMap<&'a str, f32>,
+    exit: ExitRecord<'a>,
+    tokens_read: usize,
+    tokens_total: usize,
+    truncated: bool,
+    cost: CostRecord,
+    ms: f64,
+}
+
+#[derive(Serialize)]
+struct ErrorRecord<'a> {
+    id: &'a str,
+    error: &'a str,
+}
+
+/// Writes records in the chosen format, flushing each one.
+struct Printer {
+    format: Format,
+    header_written: bool,
+}
+
+impl Printer {
+    fn header(&mut self) -> anyhow::Result<()> {
+        if self.header_written {
+            return Ok(());
+        }
+        self.header_written = true;
+        match self.format {
+            Format::Jsonl => {}
+            Format::Text => output::print(&format!(
+                "{:<32} {:<12} {:>6} {:>9} {:>7} {:>6} {:>8}\n",
+                "DOCUMENT", "LABEL", "CONF", "SENTENCE", "LAYER", "COST", "MS"
+            ))?,
+            Format::Tsv => output::print(
+                "id\tlabel\tconfidence\tsentence\tsentences\tlayer\tlayers\ttokens_read\ttokens_total\ttruncated\ttoken_layers\tfull_token_layers\tms\terror\n",
+            )?,
+        }
+        Ok(())
+    }
+
+    fn result(
+        &mut self,
+        pack: &AdapterPack,
+        id: &str,
+        result: &Classification,
+        milliseconds: f64,
+    ) -> anyhow::Result<()> {
+        self.header()?;
+        let labels = &pack.manifest.labels;
+        let label = labels[result.class].as_str();
+        let confidence = result.probabilities[result.class];
+        let line = match self.format {
+            Format::Jsonl => {
+                let record = ResultRecord {
+                    id,
+                    label,
+                    confidence,
+                    probs: labels
+                        .iter()
+                        .map(String::as_str)
+                        .zip(result.probabilities.iter().copied())
+                        .collect(),
+                    exit: ExitRecord {
+                        sentence: result.exit.sentence,
+                        sentences: result.exit.sentences,
+                        layer: result.exit.layer + 1,
+                        layers: result.exit.layers,
+                        policy: result.exit.policy.name(),
+                    },
+                    tokens_read: result.tokens_read,
+                    tokens_total: result.tokens_total,
+                    truncated: result.truncated,
+                    cost: CostRecord {
+                        token_layers: result.token_layers,
+                        full_token_layers: result.full_token_layers,
+                    },
+                    ms: (milliseconds * 10.0).round() / 10.0,
+                };
+                serde_json::to_string(&record)? + "\n"
+            }
+            Format::Text => format!(
+                "{:<32} {:<12} {:>6.3} {:>9} {:>7} {:>5.1}% {:>8.1}\n",
+                id,
+                label,
+                confidence,
+                format!("{}/{}", result.exit.sentence, result.exit.sentences),
+                format!("{}/{}", result.exit.layer + 1, result.exit.layers),
+                cost_share(result) * 100.0,
+                milliseconds
+            ),
+            Format::Tsv => format!(
+                "{}\t{label}\t{confidence:.6}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{milliseconds:.1}\t\n",
+                tsv_field(id),
+                result.exit.sentence,
+                result.exit.sentences,
+                result.exit.layer + 1,
+                result.exit.layers,
+                result.tokens_read,
+                result.tokens_total,
+                result.truncated,
+                result.token_layers,
+                result.full_token_layers
+            ),
+        };
+        output::print(&line)?;
+        Ok(())
+    }
+
+    fn error(&mut self, id: &str, reason: &str) -> anyhow::Result<()> {
+        self.header()?;
+        let line = match self.format {
+            Format::Jsonl => serde_json::to_string(&ErrorRecord { id, error: reason })? + "\n",
+            Format::Text => format!("{id:<32} error: {reason}\n"),
+            Format::Tsv => format!(
+                "{}\t\t\t\t\t\t\t\t\t\t\t\t\t{}\n",
+                tsv_field(id),
+                tsv_field(reason)
+            ),
+        };
+        output::print(&line)?;
+        Ok(())
+    }
+}
+
+fn tsv_field(text: &str) -> String {
+    text.replace(['\t', '\n', '\r'], " ")
+}
+
+fn cost_share(result: &Classification) -> f64 {
+    result.token_layers as f64 / result.full_token_layers.max(1) as f64
+}
+
+/// Runs `exitwise classify`.
+pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    let pack = load_pack(args.adapters.as_ref())?;
+    let config = pack.operating_point(args.policy.into(), args.budget)?;
+    let model = load_model(args.model.as_ref(), global)?;
+    let model_sha256 = if args.strict {
+        Some(
+            exitwise::catalog::sha256_file(model.path(), &|_| {})
+                .with_context(|| format!("cannot hash `{}`", model.path().display()))?,
+        )
+    } else {
+        None
+    };
+    for warning in pack.check_model(model.facts(), model_sha256.as_deref(), args.strict)? {
+        eprintln!("warning: {warning}");
+    }
+    let token_limit = args.token_limit.unwrap_or(pack.manifest.token_limit);
+    let session = Session::new(
+        &model,
+        &SessionOptions {
+            context_tokens: token_limit,
+            threads: global.threads(),
+            tap: true,
+        },
+    )
+    .context("cannot create a session")?;
+    let mut classifier = Classifier::new(session, &pack, config);
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Text
+    } else {
+        Format::Jsonl
+    });
+    let mut printer = Printer {
+        format,
+        header_written: false,
+    };
+    let mode = if args.jsonl {
+        Mode::JsonLines
+    } else if args.lines {
+        Mode::Lines
+    } else {
+        Mode::Whole
+    };
+    let fields = FieldNames {
+        text: args.text_field.clone(),
+        id: args.id_field.clone(),
+        ..FieldNames::default()
+    };
+
+    let inputs = if args.inputs.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.inputs.clone()
+    };
+    let sources = expand_inputs(&inputs, args.recursive);
+    let bar = if sources.len() > 1 {
+        output::documents_bar(sources.len() as u64, "classify")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let (mut classified, mut failed) = (0usize, 0usize);
+    let (mut computed, mut full) = (0u64, 0u64);
+    // Whole documents are read up to this many bytes: far more than the token limit can use,
+    // and a bound on memory for endless streams.
+    let byte_limit = (token_limit * 64).max(1 << 20);
+    for source in &sources {
+        read_source(source, mode, &fields, byte_limit, &mut |item| {
+            let document_started = Instant::now();
+            let outcome =
+                item.text
+                    .and_then(|text| match prepare_document(&model, &text, token_limit) {
+                        Ok(document) => classifier
+                            .classify(&document)
+                            .map_err(|error| error.to_string()),
+                        Err(DocumentError::Empty) => Err("the document is empty".to_string()),
+                        Err(error) => Err(error.to_string()),
+                    });
+            match outcome {
+                Ok(result) => {
+                    classified += 1;
+                    computed += result.token_layers;
+                    full += result.full_token_layers;
+                    let milliseconds = document_started.elapsed().as_secs_f64() * 1e3;
+                    printer.result(&pack, &item.id, &result, milliseconds)
+                }
+                Err(reason) => {
+                    failed += 1;
+                    bar.suspend(|| eprintln!("error: cannot classify `{}`: {reason}", item.id));
+                    printer.error(&item.id, &reason)
+                }
+            }
+        })?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut summary = format!(
+        "{classified} documents classified{} in {:.1} s",
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        },
+        started.elapsed().as_secs_f64()
+    );
+    if full > 0 {
+        let _ = write!(
+            summary,
+            "; computed {:.1}% of the full model over the full documents (policy {}, budget {})",
+            computed as f64 / full as f64 * 100.0,
+            config.kind.name(),
+            args.budget
+        );
+    }
+    eprintln!("{summary}");
+    Ok(if failed > 0 { EXIT_FAILURES } else { EXIT_OK })
+}
+
+/// What one input argument stands for.
+enum Source {
+    Stdin,
+    File(PathBuf),
+    /// A path that could not be listed, with the reason.
+    Unreadable(PathBuf, String),
+}
+
+/// Expands directories into their files (sorted), keeping the order of the arguments.
+fn expand_inputs(inputs: &[PathBuf], recursive: bool) -> Vec<Source> {
+    let mut sources = Vec::new();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            sources.push(Source::Stdin);
+        } else if input.is_dir() {
+            walk(input, recursive, &mut sources);
+        } else {
+            sources.push(Source::File(input.clone()));
+        }
+    }
+    sources
+}
+
+fn walk(dir: &Path, recursive: bool, sources: &mut Vec<Source>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            sources.push(Source::Unreadable(
+                dir.to_path_buf(),
+                format!("cannot list the folder: {error}"),
+            ));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            if recursive {
+                walk(&path, recursive, sources);
+            }
+        } else {
+            sources.push(Source::File(path));
+        }
+    }
+}
+
+/// Reads one source in `mode`, handing each document to `handle` as soon as it is complete.
+fn read_source(
+    source: &Source,
+    mode: Mode,
+    fields: &FieldNames,
+    byte_limit: usize,
+    handle: &mut dyn FnMut(Item) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (name, reader): (String, Box<dyn Read>) = match source {
+        Source::Stdin => ("<stdin>".to_string(), Box::new(std::io::stdin().lock())),
+        Source::Unreadable(path, reason) => {
+            return handle(Item {
+                id: path.display().to_string(),
+                text: Err(reason.clone()),
+            });
+        }
+        Source::File(path) => match std::fs::File::open(path) {
+            Ok(file) => (path.display().to_string(), Box::new(file)),
+            Err(error) => {
+                return handle(Item {
+                    id: path.display().to_string(),
+                    text: Err(format!("cannot open the file: {error}")),
+                });
+            }
+        },
+    };
+    let mut reader = BufReader::new(reader);
+    match mode {
+        Mode::Whole => {
+            let mut bytes = Vec::new();
+            let text = (&mut reader)
+                .take(byte_limit as u64)
+                .read_to_end(&mut bytes)
+                .map_err(|error| format!("cannot read: {error}"))
+                .and_then(|_| {
+                    // Drain the rest so a writer on the other end of a pipe is not cut off; the
+                    // token limit would not have read it anyway.
+                    let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                    decode_text(bytes)
+                });
+            handle(Item { id: name, text })
+        }
+        Mode::Lines | Mode::JsonLines => {
+            let stdin = matches!(source, Source::Stdin);
+            let mut line = Vec::new();
+            let mut number = 0usize;
+            loop {
+                line.clear();
+                let read = match reader.read_until(b'\n', &mut line) {
+                    Ok(read) => read,
+                    Err(error) => {
+                        return handle(Item {
+                            id: name.clone(),
+                            text: Err(format!("cannot read: {error}")),
+                        });
+                    }
+                };
+                if read == 0 {
+                    return Ok(());
+                }
+                number += 1;
+                let default_id = if stdin {
+                    format!("line {number}")
+                } else {
+                    format!("{name}:{number}")
+                };
+                while line
+                    .last()
+                    .is_some_and(|byte| matches!(byte, b'\n' | b'\r'))
+                {
+                    line.pop();
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let item = match decode_text(line.clone()) {
+                    Err(reason) => Item {
+                        id: default_id,
+                        text: Err(reason),
+                    },
+                    Ok(text) if mode == Mode::Lines => Item {
+                        id: default_id,
+                        text: Ok(text),
+                    },
+                    Ok(text) => json_item(&text, fields, default_id),
+                };
+                handle(item)?;
+            }
+        }
+    }
+}
+
+/// A JSON Lines record as a document: its text field, and its id field when present.
+fn json_item(line: &str, fields: &FieldNames, default_id: String) -> Item {
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(value) => value,
+        Err(error) => {
+            return Item {
+                id: default_id,
+                text: Err(format!("invalid JSON: {error}")),
+            };
+        }
+    };
+    let id = value
+        .get(&fields.id)
+        .and_then(value_text)
+        .unwrap_or(default_id);
+    let text = match value.get(&fields.text) {
+        Some(serde_json::Value::String(text)) => Ok(text.clone()),
+        _ => Err(format!("no string field `{}`", fields.text)),
+    };
+    Item { id, text }
+}
+
+/// Bytes as text: binary content (NUL bytes) and invalid UTF-8 are refused with the reason.
+fn decode_text(bytes: Vec<u8>) -> Result<String, String> {
+    if bytes.contains(&0) {
+        return Err("binary content (NUL bytes), not text".into());
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            error.utf8_error().valid_up_to()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_decoding_refuses_binary_and_invalid_utf8() {
+        assert_eq!(decode_text(b"fine".to_vec()), Ok("fine".to_string()));
+        assert_eq!(
+            decode_text(b"a\0b".to_vec()),
+            Err("binary content (NUL bytes), not text".to_string())
+        );
+        assert_eq!(
+            decode_text(b"caf\xe9".to_vec()),
+            Err("not UTF-8 text (invalid byte at offset 3)".to_string())
+        );
+    }
+
+    #[test]
+    fn json_items_take_text_and_id_fields() {
+        let fields = FieldNames::default();
+        let item = json_item(r#"{"id": 7, "text": "Good."}"#, &fields, "line 1".into());
+        assert_eq!(item.id, "7");
+        assert_eq!(item.text, Ok("Good.".to_string()));
+        let item = json_item(r#"{"body": "Good."}"#, &fields, "line 2".into());
+        assert_eq!(item.id, "line 2");
+        assert_eq!(item.text, Err("no string field `text`".to_string()));
+        let item = json_item("{oops", &fields, "line 3".into());
+        assert!(
+            item.text
+                .is_err_and(|reason| reason.starts_with("invalid JSON"))
+        );
+    }
+}
