@@ -8,7 +8,7 @@ use crate::document::PreparedDocument;
 use crate::engine::{EngineError, Flow, LayerHidden, LayerObserver, Session};
 use crate::features::FeatureAccumulator;
 use crate::pack::AdapterPack;
-use crate::policy::{Cell, ExitState, PolicyConfig, PolicyKind};
+use crate::policy::{Cell, ExitState, PolicyConfig, PolicyKind, argmax};
 
 /// Where and how a classification stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,19 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
         self.pack
     }
 
+    /// The answer when no cell was confident: the head of `layer` on everything read.
+    fn last_sentence_answer(&self, last_sentence: usize, layer: usize) -> (Cell, Vec<f32>, bool) {
+        let feature = self
+            .accumulator
+            .current(self.pack.manifest.feature_kind, layer);
+        let probabilities = self.pack.probabilities(layer, feature).to_vec();
+        let cell = Cell {
+            sentence: last_sentence,
+            layer,
+        };
+        (cell, probabilities, false)
+    }
+
     /// Classifies one prepared document.
     pub fn classify(&mut self, document: &PreparedDocument) -> Result<Classification, EngineError> {
         let pack = self.pack;
@@ -171,17 +184,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                     Some((cell, probabilities)) => (cell, probabilities, true),
                     None => {
                         let layer = if deciding { last_layer } else { decision_layer };
-                        let probabilities = pack
-                            .probabilities(layer, self.accumulator.current(kind, layer))
-                            .to_vec();
-                        (
-                            Cell {
-                                sentence: last_sentence,
-                                layer,
-                            },
-                            probabilities,
-                            false,
-                        )
+                        self.last_sentence_answer(last_sentence, layer)
                     }
                 }
             }
@@ -230,34 +233,11 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 }
                 found.unwrap_or_else(|| {
                     let layer = if two_dimensional { cap } else { decision_layer };
-                    let probabilities = pack
-                        .probabilities(layer, self.accumulator.current(kind, layer))
-                        .to_vec();
-                    (
-                        Cell {
-                            sentence: last_sentence,
-                            layer,
-                        },
-                        probabilities,
-                        false,
-                    )
+                    self.last_sentence_answer(last_sentence, layer)
                 })
             }
         };
-        let class = probabilities
-            .iter()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |(best, best_value), (index, &value)| {
-                    if value > best_value {
-                        (index, value)
-                    } else {
-                        (best, best_value)
-                    }
-                },
-            )
-            .0;
+        let class = argmax(&probabilities);
         Ok(Classification {
             class,
             probabilities,

@@ -225,6 +225,27 @@ impl Default for FitOptions {
     }
 }
 
+/// Weights (`classes × width`, row-major) and biases from the optimiser's flat parameters.
+fn unpack_parameters(
+    parameters: &[f64],
+    classes: usize,
+    width: usize,
+) -> (Array2<f32>, Array1<f32>) {
+    let weights = Array2::from_shape_vec(
+        (classes, width),
+        parameters[..classes * width]
+            .iter()
+            .map(|value| *value as f32)
+            .collect(),
+    )
+    .expect("parameter length matches the shape");
+    let bias = parameters[classes * width..]
+        .iter()
+        .map(|value| *value as f32)
+        .collect();
+    (weights, bias)
+}
+
 /// Mean cross-entropy plus L2 penalty, and its gradient, of the head packed in `parameters`
 /// (weights row-major, then biases).
 pub fn logistic_objective(
@@ -235,18 +256,7 @@ pub fn logistic_objective(
     parameters: &[f64],
 ) -> (f64, Vec<f64>) {
     let (rows, width) = standardized.dim();
-    let weights = Array2::from_shape_vec(
-        (classes, width),
-        parameters[..classes * width]
-            .iter()
-            .map(|value| *value as f32)
-            .collect(),
-    )
-    .expect("parameter length matches the shape");
-    let bias: Array1<f32> = parameters[classes * width..]
-        .iter()
-        .map(|value| *value as f32)
-        .collect();
+    let (weights, bias) = unpack_parameters(parameters, classes, width);
     let logits = standardized.dot(&weights.t()) + &bias;
     let mut residual = Array2::<f32>::zeros((rows, classes));
     let mut loss = 0f64;
@@ -310,18 +320,7 @@ pub fn fit_logistic(
         options.max_iterations,
         options.gradient_tolerance,
     );
-    let weights = Array2::from_shape_vec(
-        (classes, width),
-        parameters[..classes * width]
-            .iter()
-            .map(|value| *value as f32)
-            .collect(),
-    )
-    .expect("parameter length matches the shape");
-    let bias = parameters[classes * width..]
-        .iter()
-        .map(|value| *value as f32)
-        .collect();
+    let (weights, bias) = unpack_parameters(&parameters, classes, width);
     LinearHead {
         weights,
         bias,

@@ -213,21 +213,9 @@ pub struct Outcome {
     pub full_token_layers: u64,
 }
 
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |(best, best_value), (index, &value)| {
-                if value > best_value {
-                    (index, value)
-                } else {
-                    (best, best_value)
-                }
-            },
-        )
-        .0
+/// Index of the most probable class (first on ties).
+pub fn argmax(probabilities: &[f32]) -> usize {
+    crate::heads::argmax(ndarray::ArrayView1::from(probabilities))
 }
 
 /// Runs `config` over a document's grid: where it exits, what it answers, what it costs.

@@ -7,12 +7,11 @@ use anyhow::Context as _;
 
 use exitwise::catalog::sha256_file;
 use exitwise::dataset::{Dataset, FieldNames};
-use exitwise::engine::{Session, SessionOptions};
-use exitwise::extraction::{fill_cache, load_prefix_sets};
-use exitwise::feature_cache::{CACHE_FORMAT, CacheKey, FeatureCache, default_cache_root};
+use exitwise::extraction::load_prefix_sets;
 use exitwise::pack::LayerReport;
 use exitwise::training::evaluate_layer;
 
+use super::features::FeatureSource;
 use super::{EXIT_OK, GlobalOptions, load_model, load_pack, output, train::render_layer_table};
 
 /// Arguments of `exitwise accuracy`.
@@ -77,38 +76,14 @@ pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     for warning in pack.check_model(model.facts(), Some(&model_sha256), args.strict)? {
         eprintln!("warning: {warning}");
     }
-    let mut cache = FeatureCache::open(
-        &args.cache_dir.clone().unwrap_or_else(default_cache_root),
-        CacheKey {
-            format: CACHE_FORMAT,
-            model_sha256,
-            data_sha256: data.sha256.clone(),
-            token_limit: manifest.token_limit,
-            layers: model.layers(),
-            width: model.width(),
-        },
-    )?;
-    if (0..data.documents.len()).any(|index| !cache.contains(index)) {
-        let mut session = Session::new(
-            &model,
-            &SessionOptions {
-                context_tokens: manifest.token_limit,
-                threads: global.threads(),
-                tap: true,
-            },
-        )
-        .context("cannot create a session")?;
-        let bar = output::documents_bar(data.documents.len() as u64, "features");
-        fill_cache(
-            &mut session,
-            &data,
-            &mut cache,
-            manifest.token_limit,
-            &|done, _| bar.set_position(done as u64),
-        )
-        .with_context(|| format!("cannot extract features of `{}`", data.path.display()))?;
-        bar.finish_and_clear();
-    }
+    let source = FeatureSource {
+        model: &model,
+        model_sha256: &model_sha256,
+        token_limit: manifest.token_limit,
+        cache_dir: args.cache_dir.as_ref(),
+        threads: global.threads(),
+    };
+    let (mut cache, _, _) = source.cached(&data, "features")?;
     let class_of = |label: &str| manifest.labels.iter().position(|known| known == label);
     let set = load_prefix_sets(&mut cache, &data, &class_of, model.layers(), model.width())?
         .into_iter()

@@ -6,11 +6,9 @@ use anyhow::Context as _;
 
 use exitwise::catalog::sha256_file;
 use exitwise::dataset::{Dataset, FieldNames};
-use exitwise::engine::{Session, SessionOptions};
-use exitwise::extraction::fill_cache;
-use exitwise::feature_cache::{CACHE_FORMAT, CacheKey, FeatureCache, default_cache_root};
 use exitwise::pack::AdapterPack;
 
+use super::features::FeatureSource;
 use super::train::{calibrate_pack, render_operating_points};
 use super::{EXIT_OK, GlobalOptions, load_model, output};
 
@@ -66,35 +64,14 @@ pub fn run(args: &CalibrateArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     for warning in pack.check_model(model.facts(), Some(&model_sha256), false)? {
         eprintln!("warning: {warning}");
     }
-    let token_limit = pack.manifest.token_limit;
-    let mut cache = FeatureCache::open(
-        &args.cache_dir.clone().unwrap_or_else(default_cache_root),
-        CacheKey {
-            format: CACHE_FORMAT,
-            model_sha256,
-            data_sha256: dev.sha256.clone(),
-            token_limit,
-            layers: model.layers(),
-            width: model.width(),
-        },
-    )?;
-    if (0..dev.documents.len()).any(|index| !cache.contains(index)) {
-        let mut session = Session::new(
-            &model,
-            &SessionOptions {
-                context_tokens: token_limit,
-                threads: global.threads(),
-                tap: true,
-            },
-        )
-        .context("cannot create a session")?;
-        let bar = output::documents_bar(dev.documents.len() as u64, "features");
-        fill_cache(&mut session, &dev, &mut cache, token_limit, &|done, _| {
-            bar.set_position(done as u64)
-        })
-        .with_context(|| format!("cannot extract features of `{}`", dev.path.display()))?;
-        bar.finish_and_clear();
-    }
+    let source = FeatureSource {
+        model: &model,
+        model_sha256: &model_sha256,
+        token_limit: pack.manifest.token_limit,
+        cache_dir: args.cache_dir.as_ref(),
+        threads: global.threads(),
+    };
+    let (mut cache, _, _) = source.cached(&dev, "features")?;
     calibrate_pack(&mut pack, &model, &mut cache, &dev)?;
     pack.save(&args.pack)
         .with_context(|| format!("cannot save the pack to `{}`", args.pack.display()))?;

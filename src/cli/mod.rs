@@ -6,6 +6,7 @@ mod bench_engine;
 mod calibrate;
 mod classify;
 mod completions;
+mod features;
 mod inspect;
 mod models;
 mod output;

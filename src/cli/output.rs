@@ -15,33 +15,16 @@ pub fn progress_enabled() -> bool {
     color_enabled()
 }
 
-/// A byte-count progress bar on stderr, hidden when progress is disabled.
-pub fn bytes_bar(total: u64, message: &str) -> ProgressBar {
+/// A progress bar on stderr with `template` (indicatif syntax), hidden when progress is
+/// disabled.
+fn bar(total: u64, template: &str, message: &str) -> ProgressBar {
     let bar = if progress_enabled() {
         ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
     } else {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
-    bar
-}
-
-/// A counting progress bar on stderr (steps of a benchmark), hidden when disabled.
-pub fn steps_bar(total: u64, message: &str) -> ProgressBar {
-    let bar = if progress_enabled() {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+        ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -49,23 +32,27 @@ pub fn steps_bar(total: u64, message: &str) -> ProgressBar {
     bar
 }
 
-/// A document-count progress bar on stderr with documents per second and ETA, hidden when
-/// disabled.
+/// A byte-count progress bar (downloads, hashing).
+pub fn bytes_bar(total: u64, message: &str) -> ProgressBar {
+    bar(
+        total,
+        "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        message,
+    )
+}
+
+/// A counting progress bar (steps of a benchmark, layers trained).
+pub fn steps_bar(total: u64, message: &str) -> ProgressBar {
+    bar(total, "{msg} [{bar:30}] {pos}/{len} ({eta})", message)
+}
+
+/// A document-count progress bar with documents per second and the ETA.
 pub fn documents_bar(total: u64, message: &str) -> ProgressBar {
-    let bar = if progress_enabled() {
-        ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} documents ({per_sec}, ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
-    bar
+    bar(
+        total,
+        "{msg} [{bar:30}] {pos}/{len} documents ({per_sec}, ETA {eta})",
+        message,
+    )
 }
 
 /// Writes `text` to stdout and flushes, so each result is out before the next is computed.

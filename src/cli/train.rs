@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
@@ -11,9 +10,9 @@ use exitwise::calibration::{DEFAULT_BUDGETS, calibrate, labelled_grids};
 use exitwise::catalog::sha256_file;
 use exitwise::dataset::{Dataset, FieldNames};
 use exitwise::document::DEFAULT_TOKEN_LIMIT;
-use exitwise::engine::{Model, Session, SessionOptions};
-use exitwise::extraction::{ExtractionReport, fill_cache, load_prefix_sets};
-use exitwise::feature_cache::{CACHE_FORMAT, CacheKey, FeatureCache, default_cache_root};
+use exitwise::engine::Model;
+use exitwise::extraction::load_prefix_sets;
+use exitwise::feature_cache::FeatureCache;
 use exitwise::pack::{
     AdapterPack, CalibrationSection, LayerReport, ModelFingerprint, PACK_FORMAT_VERSION,
     PackManifest, TrainingDescription,
@@ -21,6 +20,7 @@ use exitwise::pack::{
 use exitwise::policy::PolicyKind;
 use exitwise::training::{TrainedHeads, train_heads};
 
+use super::features::FeatureSource;
 use super::{EXIT_OK, GlobalOptions, load_model, output};
 
 /// Arguments of `exitwise train`.
@@ -105,61 +105,18 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let model = load_model(args.model.as_ref(), global)?;
     let model_sha256 = sha256_file(model.path(), &|_| {})
         .with_context(|| format!("cannot hash `{}`", model.path().display()))?;
-    let cache_root = args.cache_dir.clone().unwrap_or_else(default_cache_root);
-    let open_cache = |data: &Dataset| {
-        FeatureCache::open(
-            &cache_root,
-            CacheKey {
-                format: CACHE_FORMAT,
-                model_sha256: model_sha256.clone(),
-                data_sha256: data.sha256.clone(),
-                token_limit: args.token_limit,
-                layers: model.layers(),
-                width: model.width(),
-            },
-        )
-    };
-    let mut train_cache = open_cache(&train)?;
-    let mut dev_cache = open_cache(&dev)?;
-
-    let session_options = SessionOptions {
-        context_tokens: args.token_limit,
+    let source = FeatureSource {
+        model: &model,
+        model_sha256: &model_sha256,
+        token_limit: args.token_limit,
+        cache_dir: args.cache_dir.as_ref(),
         threads: global.threads(),
-        tap: true,
     };
-    let mut session = None;
-    let mut extract = |data: &Dataset,
-                       cache: &mut FeatureCache,
-                       what: &str|
-     -> anyhow::Result<ExtractionReport> {
-        let started = Instant::now();
-        let missing = (0..data.documents.len()).any(|index| !cache.contains(index));
-        let report = if missing {
-            // The session (a KV cache for the token limit) is created only when a document
-            // needs the model.
-            if session.is_none() {
-                session = Some(
-                    Session::new(&model, &session_options).context("cannot create a session")?,
-                );
-            }
-            let session = session.as_mut().context("no session")?;
-            let bar = output::documents_bar(data.documents.len() as u64, what);
-            let report = fill_cache(session, data, cache, args.token_limit, &|done, _| {
-                bar.set_position(done as u64)
-            })
-            .with_context(|| format!("cannot extract features of `{}`", data.path.display()))?;
-            bar.finish_and_clear();
-            report
-        } else {
-            ExtractionReport {
-                cached: data.documents.len(),
-                ..ExtractionReport::default()
-            }
-        };
+    let extract = |data: &Dataset, what: &str| -> anyhow::Result<FeatureCache> {
+        let (cache, report, seconds) = source.cached(data, what)?;
         eprintln!(
-            "{what}: {} documents decoded in {:.0} s, {} from the cache{}",
+            "{what}: {} documents decoded in {seconds:.0} s, {} from the cache{}",
             report.decoded,
-            started.elapsed().as_secs_f64(),
             report.cached,
             if report.empty.is_empty() {
                 String::new()
@@ -167,10 +124,10 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
                 format!(", {} empty and skipped", report.empty.len())
             }
         );
-        Ok(report)
+        Ok(cache)
     };
-    extract(&train, &mut train_cache, "train")?;
-    extract(&dev, &mut dev_cache, "dev")?;
+    let mut train_cache = extract(&train, "train")?;
+    let mut dev_cache = extract(&dev, "dev")?;
     if args.extract_only {
         eprintln!(
             "features cached in `{}` and `{}`",

@@ -299,3 +299,54 @@ fn a_reader_that_goes_away_ends_classification_quietly() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn the_default_pack_gets_clear_reviews_right_and_2d_reads_less_than_full() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    if exitwise::pack::EMBEDDED_PACK.is_none() {
+        eprintln!("skipped: this build has no compiled-in default pack");
+        return;
+    }
+    let positive = "This film is a masterpiece. The acting is superb, the story is moving and the music is beautiful. I loved every minute of it and I will watch it again.";
+    let negative = "This was the worst film I have seen in years. The plot makes no sense, the acting is wooden and the dialogue is embarrassing. A complete waste of time.";
+    let input = format!("{positive}\n{negative}\n");
+    let run = |policy: &str| {
+        let output = crate::common::exitwise(
+            &[
+                "classify",
+                "--threads",
+                "1",
+                "--format",
+                "jsonl",
+                "--lines",
+                "--policy",
+                policy,
+                "--model",
+                model.to_str().expect("path"),
+            ],
+            input.as_bytes(),
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        records(&output)
+    };
+    let full = run("full");
+    let two_dimensional = run("2d");
+    for results in [&full, &two_dimensional] {
+        assert_eq!(results[0]["label"], "pos", "{}", results[0]);
+        assert_eq!(results[1]["label"], "neg", "{}", results[1]);
+    }
+    for (full, early) in full.iter().zip(&two_dimensional) {
+        let full_cost = full["cost"]["token_layers"].as_u64().expect("cost");
+        let early_cost = early["cost"]["token_layers"].as_u64().expect("cost");
+        assert_eq!(
+            full_cost,
+            full["cost"]["full_token_layers"].as_u64().expect("cost")
+        );
+        assert!(
+            early_cost < full_cost,
+            "2d {early_cost} vs full {full_cost}"
+        );
+    }
+}
