@@ -516,3 +516,21 @@ fn a_download_with_the_wrong_content_is_refused_and_removed() {
     );
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    let output = exitwise(&["completions", "bash"], b"");
+    assert_eq!(output.status.code(), Some(0));
+    let script = text(&output.stdout);
+    assert!(script.contains("_exitwise()"), "{script}");
+    for command in ["classify", "train", "calibrate", "accuracy", "bench-engine"] {
+        assert!(script.contains(command), "bash completion lacks {command}");
+    }
+    let output = exitwise(&["man"], b"");
+    assert_eq!(output.status.code(), Some(0));
+    let page = text(&output.stdout);
+    assert!(page.contains(".TH exitwise 1"), "{page}");
+    assert!(page.contains("Classify text with a GGUF language model"), "{page}");
+    let output = exitwise(&["completions", "tcsh"], b"");
+    assert_eq!(output.status.code(), Some(2));
+}
