@@ -1,5 +1,6 @@
 # exitwise: two commands on a fresh Debian machine (root, no GPU):
-#   make run   installs what is missing, builds in release mode, runs the main job
+#   make run   installs what is missing, builds in release mode, classifies examples/review.txt
+#              and a few lines from stdin with the compiled-in default pack
 #   make test  the same set-up, then the test suite
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -12,7 +13,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 run: setup
 	$(EXITWISE) inspect
-	$(EXITWISE) bench-engine --tokens 512 --runs 3
+	$(EXITWISE) classify --format text examples/review.txt
+	printf '%s\n' 'Dull, slow and badly acted; I nearly walked out.' \
+	  'A delight from start to finish, with a wonderful cast.' \
+	  'The plot is thin, but the lead is great and the ending is moving.' \
+	  | $(EXITWISE) classify --format text --lines
 
 test: setup
 	EXITWISE_REQUIRE_MODELS=1 $(CARGO) test --release --locked
