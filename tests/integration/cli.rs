@@ -530,7 +530,10 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
     assert_eq!(output.status.code(), Some(0));
     let page = text(&output.stdout);
     assert!(page.contains(".TH exitwise 1"), "{page}");
-    assert!(page.contains("Classify text with a GGUF language model"), "{page}");
+    assert!(
+        page.contains("Classify text with a GGUF language model"),
+        "{page}"
+    );
     let output = exitwise(&["completions", "tcsh"], b"");
     assert_eq!(output.status.code(), Some(2));
 }
