@@ -266,32 +266,27 @@ fn a_reader_that_goes_away_ends_classification_quietly() {
         return;
     };
     let input = "Superb acting.\n".repeat(4000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exitwise"))
-        .args([
-            "classify",
-            "--threads",
-            "1",
-            "--format",
-            "jsonl",
-            "--lines",
-            "--policy",
-            "full",
-            "--model",
-        ])
-        .arg(&model)
-        .arg("--adapters")
-        .arg(dir.path().join("tiny-reviews"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
-    drop(child.stdout.take());
-    let mut stdin = child.stdin.take().expect("stdin");
-    // The child may stop reading at any point; a failed write here is expected.
-    let _ = stdin.write_all(input.as_bytes());
-    drop(stdin);
-    let output = child.wait_with_output().expect("finish");
+    let pack = dir.path().join("tiny-reviews");
+    let mut arguments: Vec<&std::ffi::OsStr> = [
+        "classify",
+        "--threads",
+        "1",
+        "--format",
+        "jsonl",
+        "--lines",
+        "--policy",
+        "full",
+    ]
+    .iter()
+    .map(std::ffi::OsStr::new)
+    .collect();
+    arguments.extend([
+        std::ffi::OsStr::new("--model"),
+        model.as_os_str(),
+        std::ffi::OsStr::new("--adapters"),
+        pack.as_os_str(),
+    ]);
+    let output = crate::common::exitwise_with_closed_stdout(&arguments, input.as_bytes());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(
         !text(&output.stderr).contains("error"),

@@ -1,10 +1,9 @@
 //! The command line: exit codes, stdout and stderr of each command, bad inputs.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::common::{TestModel, exitwise, model_path, text};
+use crate::common::{TestModel, exitwise, exitwise_with_closed_stdout, model_path, text};
 
 fn path_text(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
@@ -378,28 +377,16 @@ fn a_closed_stdout_ends_quietly() {
     };
     // Far more output than a pipe buffers, and nobody reading it.
     let input = "A short sentence.\n".repeat(1500);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exitwise"))
-        .args([
-            "segment",
-            "--token-limit",
-            "30000",
-            "--model",
-            path_text(&model),
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
-    drop(child.stdout.take());
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write input");
-    let output = child.wait_with_output().expect("finish");
+    let arguments = [
+        "segment",
+        "--token-limit",
+        "30000",
+        "--model",
+        path_text(&model),
+        "-",
+    ];
+    let arguments: Vec<&std::ffi::OsStr> = arguments.iter().map(std::ffi::OsStr::new).collect();
+    let output = exitwise_with_closed_stdout(&arguments, input.as_bytes());
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(text(&output.stderr), "");
 }

@@ -82,6 +82,24 @@ pub fn exitwise(arguments: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().expect("the binary finishes")
 }
 
+/// Runs the binary with `arguments` and nobody reading its stdout (closed before any output),
+/// feeding `stdin`; for the broken-pipe tests.
+pub fn exitwise_with_closed_stdout(arguments: &[&std::ffi::OsStr], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exitwise"))
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    drop(child.stdout.take());
+    if let Some(mut input) = child.stdin.take() {
+        // The program may stop reading at any point; a failed write here is expected.
+        let _ = input.write_all(stdin);
+    }
+    child.wait_with_output().expect("the binary finishes")
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
