@@ -107,6 +107,14 @@ impl PrefixSet {
         self.labels.is_empty()
     }
 
+    /// Number of distinct documents the rows come from.
+    pub fn document_count(&self) -> usize {
+        self.documents
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    }
+
     /// Rows to evaluate "after `sentences` sentences": each document's prefix of that length, or
     /// its whole text when it is shorter. `None`: the whole documents.
     pub fn rows_at(&self, sentences: Option<usize>) -> Vec<usize> {
@@ -123,12 +131,13 @@ impl PrefixSet {
     }
 }
 
-/// Reads the cached features of `dataset` into one [`PrefixSet`] per feature kind.
+/// Reads the cached features of `dataset` into one [`PrefixSet`] for each of `kinds`.
 /// `class_of` maps a label to its class index; documents without cached features are skipped.
 pub fn load_prefix_sets(
     cache: &mut FeatureCache,
     dataset: &Dataset,
     class_of: &dyn Fn(&str) -> Option<usize>,
+    kinds: &[FeatureKind],
     layers: usize,
     width: usize,
 ) -> Result<Vec<PrefixSet>, CacheError> {
@@ -141,13 +150,14 @@ pub fn load_prefix_sets(
         let Some(class) = class_of(&document.label) else {
             continue;
         };
-        // Reading twice (sizes, then values) keeps peak memory at the final matrices.
-        if let Some(features) = cache.get(index)? {
-            shapes.push((index, class, features.prefixes()));
-            rows_total += features.prefixes();
+        // Sizes first, from the cache's index, so the matrices are allocated once at their
+        // final size.
+        if let Some(prefixes) = cache.prefixes(index) {
+            shapes.push((index, class, prefixes));
+            rows_total += prefixes;
         }
     }
-    let mut sets: Vec<PrefixSet> = FeatureKind::ALL
+    let mut sets: Vec<PrefixSet> = kinds
         .iter()
         .map(|&kind| PrefixSet {
             kind,

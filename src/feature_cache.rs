@@ -152,6 +152,11 @@ impl FeatureCache {
         self.index.contains_key(&index)
     }
 
+    /// Sentence prefixes cached for document `index`, known from the index without reading.
+    pub fn prefixes(&self, index: usize) -> Option<usize> {
+        self.index.get(&index).map(|&(_, prefixes)| prefixes)
+    }
+
     /// Number of cached documents.
     pub fn len(&self) -> usize {
         self.index.len()

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use exitwise::catalog::sha256_file;
 use exitwise::dataset::{Dataset, FieldNames};
 use exitwise::extraction::load_prefix_sets;
 use exitwise::pack::LayerReport;
 use exitwise::training::evaluate_layer;
 
 use super::features::FeatureSource;
-use super::{EXIT_OK, GlobalOptions, load_model, load_pack, output, train::render_layer_table};
+use super::{
+    EXIT_OK, GlobalOptions, load_model, load_pack, model_sha256, output, train::render_layer_table,
+};
 
 /// Arguments of `exitwise accuracy`.
 #[derive(Debug, clap::Args)]
@@ -71,8 +72,7 @@ pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let data = Dataset::read(&args.data, &fields, args.max_docs)?;
     data.check_labels_within(&manifest.labels)?;
     let model = load_model(args.model.as_ref(), global)?;
-    let model_sha256 = sha256_file(model.path(), &|_| {})
-        .with_context(|| format!("cannot hash `{}`", model.path().display()))?;
+    let model_sha256 = model_sha256(&model)?;
     for warning in pack.check_model(model.facts(), Some(&model_sha256), args.strict)? {
         eprintln!("warning: {warning}");
     }
@@ -85,10 +85,17 @@ pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     };
     let (mut cache, _, _) = source.cached(&data, "features")?;
     let class_of = |label: &str| manifest.labels.iter().position(|known| known == label);
-    let set = load_prefix_sets(&mut cache, &data, &class_of, model.layers(), model.width())?
-        .into_iter()
-        .find(|set| set.kind == manifest.feature_kind)
-        .context("the pack's feature kind is not cached")?;
+    let kinds = [manifest.feature_kind];
+    let set = load_prefix_sets(
+        &mut cache,
+        &data,
+        &class_of,
+        &kinds,
+        model.layers(),
+        model.width(),
+    )?
+    .pop()
+    .context("no prefix set was built")?;
     let reports: Vec<LayerReport> = pack
         .heads
         .iter()

@@ -4,13 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use exitwise::catalog::sha256_file;
 use exitwise::dataset::{Dataset, FieldNames};
 use exitwise::pack::AdapterPack;
 
 use super::features::FeatureSource;
 use super::train::{calibrate_pack, render_operating_points};
-use super::{EXIT_OK, GlobalOptions, load_model, output};
+use super::{EXIT_OK, GlobalOptions, load_model, model_sha256, output};
 
 /// Arguments of `exitwise calibrate`.
 #[derive(Debug, clap::Args)]
@@ -59,8 +58,7 @@ pub fn run(args: &CalibrateArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let dev = Dataset::read(&args.dev, &fields, args.max_dev_docs)?;
     dev.check_labels_within(&pack.manifest.labels)?;
     let model = load_model(args.model.as_ref(), global)?;
-    let model_sha256 = sha256_file(model.path(), &|_| {})
-        .with_context(|| format!("cannot hash `{}`", model.path().display()))?;
+    let model_sha256 = model_sha256(&model)?;
     for warning in pack.check_model(model.facts(), Some(&model_sha256), false)? {
         eprintln!("warning: {warning}");
     }

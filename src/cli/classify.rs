@@ -17,7 +17,7 @@ use exitwise::engine::{Session, SessionOptions};
 use exitwise::pack::AdapterPack;
 use exitwise::policy::PolicyKind;
 
-use super::{EXIT_FAILURES, EXIT_OK, GlobalOptions, load_model, load_pack, output};
+use super::{EXIT_FAILURES, EXIT_OK, GlobalOptions, load_model, load_pack, model_sha256, output};
 
 /// Exit policy choices on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -288,11 +288,9 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let pack = load_pack(args.adapters.as_ref())?;
     let config = pack.operating_point(args.policy.into(), args.budget)?;
     let model = load_model(args.model.as_ref(), global)?;
+    // Hashing the model costs a read of the whole file: only --strict compares it.
     let model_sha256 = if args.strict {
-        Some(
-            exitwise::catalog::sha256_file(model.path(), &|_| {})
-                .with_context(|| format!("cannot hash `{}`", model.path().display()))?,
-        )
+        Some(model_sha256(&model)?)
     } else {
         None
     };

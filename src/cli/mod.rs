@@ -203,6 +203,12 @@ pub fn resolve_model_path(
     }
 }
 
+/// SHA-256 of a loaded model's file (pack fingerprints and feature-cache keys).
+pub fn model_sha256(model: &Model) -> anyhow::Result<String> {
+    exitwise::catalog::sha256_file(model.path(), &|_| {})
+        .with_context(|| format!("cannot hash `{}`", model.path().display()))
+}
+
 /// Loads the model `--model` names (see [`resolve_model_path`]).
 pub fn load_model(model: Option<&PathBuf>, global: &GlobalOptions) -> anyhow::Result<Model> {
     let path = resolve_model_path(model, global)?;

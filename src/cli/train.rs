@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use exitwise::calibration::{DEFAULT_BUDGETS, calibrate, labelled_grids};
-use exitwise::catalog::sha256_file;
 use exitwise::dataset::{Dataset, FieldNames};
 use exitwise::document::DEFAULT_TOKEN_LIMIT;
 use exitwise::engine::Model;
 use exitwise::extraction::load_prefix_sets;
 use exitwise::feature_cache::FeatureCache;
+use exitwise::features::FeatureKind;
 use exitwise::pack::{
     AdapterPack, CalibrationSection, LayerReport, ModelFingerprint, PACK_FORMAT_VERSION,
     PackManifest, TrainingDescription,
@@ -21,7 +21,7 @@ use exitwise::policy::PolicyKind;
 use exitwise::training::{TrainedHeads, train_heads};
 
 use super::features::FeatureSource;
-use super::{EXIT_OK, GlobalOptions, load_model, output};
+use super::{EXIT_OK, GlobalOptions, load_model, model_sha256, output};
 
 /// Arguments of `exitwise train`.
 #[derive(Debug, clap::Args)]
@@ -103,8 +103,7 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     }
 
     let model = load_model(args.model.as_ref(), global)?;
-    let model_sha256 = sha256_file(model.path(), &|_| {})
-        .with_context(|| format!("cannot hash `{}`", model.path().display()))?;
+    let model_sha256 = model_sha256(&model)?;
     let source = FeatureSource {
         model: &model,
         model_sha256: &model_sha256,
@@ -142,8 +141,9 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
 
     let class_of = |label: &str| labels.iter().position(|known| known == label);
     let (layers, width) = (model.layers(), model.width());
-    let train_sets = load_prefix_sets(&mut train_cache, &train, &class_of, layers, width)?;
-    let dev_sets = load_prefix_sets(&mut dev_cache, &dev, &class_of, layers, width)?;
+    let kinds = &FeatureKind::ALL;
+    let train_sets = load_prefix_sets(&mut train_cache, &train, &class_of, kinds, layers, width)?;
+    let dev_sets = load_prefix_sets(&mut dev_cache, &dev, &class_of, kinds, layers, width)?;
     let threads = global
         .threads()
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
@@ -196,19 +196,11 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             training: TrainingDescription {
                 train_file: display_path(&args.train),
                 train_sha256: train.sha256.clone(),
-                train_documents: train_sets[0]
-                    .documents
-                    .iter()
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len(),
+                train_documents: train_sets[0].document_count(),
                 train_prefixes: train_sets[0].len(),
                 dev_file: display_path(&args.dev),
                 dev_sha256: dev.sha256.clone(),
-                dev_documents: dev_sets[0]
-                    .documents
-                    .iter()
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len(),
+                dev_documents: dev_sets[0].document_count(),
                 text_field: args.text_field.clone(),
                 label_field: args.label_field.clone(),
                 feature_comparison,
