@@ -44,6 +44,8 @@ pub struct Measurement {
 /// Every document's grid with its true class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelledGrid {
+    /// Position of the document in its data file.
+    pub index: usize,
     /// Probabilities per cell and tokens per sentence.
     pub grid: DocumentGrid,
     /// True class index.
@@ -108,6 +110,7 @@ pub fn labelled_grids(
             continue;
         }
         grids.push(LabelledGrid {
+            index,
             grid: document_grid(pack, &features, sentence_tokens),
             class,
         });
@@ -117,11 +120,18 @@ pub fn labelled_grids(
 
 /// Accuracy and cost of `config` over `documents`.
 pub fn measure(config: &PolicyConfig, documents: &[LabelledGrid]) -> Measurement {
+    let Some(first) = documents.first() else {
+        return Measurement {
+            accuracy: 0.0,
+            cost: 0.0,
+        };
+    };
+    let policy = config.policy(first.grid.layers());
     let mut correct = 0usize;
     let mut computed = 0u64;
     let mut full = 0u64;
     for document in documents {
-        let outcome = simulate(config, &document.grid);
+        let outcome = simulate(policy.as_ref(), &document.grid);
         correct += usize::from(outcome.prediction == document.class);
         computed += outcome.token_layers;
         full += outcome.full_token_layers;
@@ -285,6 +295,7 @@ mod tests {
                     })
                     .collect();
                 LabelledGrid {
+                    index,
                     grid: DocumentGrid {
                         probabilities,
                         sentence_tokens: vec![10, 10, 10],

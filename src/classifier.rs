@@ -1,14 +1,15 @@
 //! The online classifier: runs a document through the engine under an exit policy, computing
 //! only what the policy needs, and answers with the head of the cell where it stopped.
 //!
-//! It walks the same grid as [`crate::policy::simulate`] does on cached features, in the same
-//! order and with the same [`ExitState`], so calibration on dev data predicts what it does.
+//! It walks documents through the same [`ExitPolicy`] as [`crate::policy::simulate`] does on
+//! cached features, in the same order and with the same [`ExitState`], so calibration on dev
+//! data predicts what it does.
 
 use crate::document::PreparedDocument;
 use crate::engine::{EngineError, Flow, LayerHidden, LayerObserver, Session};
 use crate::features::FeatureAccumulator;
 use crate::pack::AdapterPack;
-use crate::policy::{Cell, ExitState, PolicyConfig, PolicyKind, argmax};
+use crate::policy::{Cell, ExitPolicy, ExitState, PolicyConfig, PolicyKind, Reading, argmax};
 
 /// Where and how a classification stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +49,14 @@ pub struct Classification {
     pub full_token_layers: u64,
 }
 
-/// Feeds features to the accumulator and, when it has an exit state, decides at each layer.
+/// Feeds features to the accumulator and asks the exit rule at every layer the policy consults.
 struct PolicyObserver<'a> {
     accumulator: &'a mut FeatureAccumulator,
     pack: &'a AdapterPack,
-    state: Option<&'a mut ExitState>,
+    policy: &'a dyn ExitPolicy,
+    state: &'a mut ExitState,
+    /// The sentence the cells of this pass belong to.
     sentence: usize,
-    /// Stop after this layer.
-    cap: usize,
-    /// The only layer needed (`full` and `sentence`); `None`: every layer up to the cap.
-    watched: Option<usize>,
     /// The exit cell and its probabilities, once found.
     exit: Option<(Cell, Vec<f32>)>,
 }
@@ -66,7 +65,7 @@ impl LayerObserver for PolicyObserver<'_> {
     fn on_layer(&mut self, hidden: &LayerHidden<'_>) -> Flow {
         let layer = hidden.layer();
         self.accumulator.record(layer, hidden.states());
-        if let Some(state) = self.state.as_deref_mut() {
+        if self.policy.consults(layer) {
             let feature = self
                 .accumulator
                 .current(self.pack.manifest.feature_kind, layer);
@@ -75,12 +74,12 @@ impl LayerObserver for PolicyObserver<'_> {
                 sentence: self.sentence,
                 layer,
             };
-            if state.observe(cell, &probabilities) {
+            if self.state.observe(cell, &probabilities) {
                 self.exit = Some((cell, probabilities));
                 return Flow::Stop;
             }
         }
-        if layer >= self.cap {
+        if layer >= self.policy.depth() {
             Flow::Stop
         } else {
             Flow::Continue
@@ -88,16 +87,17 @@ impl LayerObserver for PolicyObserver<'_> {
     }
 
     fn wants_layer(&self, layer: usize) -> bool {
-        self.watched.is_none_or(|watched| watched == layer)
+        self.policy.needs_layer(layer)
     }
 }
 
-/// A session, a pack and an exit setting, ready to classify documents one after the other.
+/// A session, a pack and an exit policy, ready to classify documents one after the other.
 pub struct Classifier<'model, 'pack> {
     session: Session<'model>,
     pack: &'pack AdapterPack,
     accumulator: FeatureAccumulator,
     config: PolicyConfig,
+    policy: Box<dyn ExitPolicy + Send + Sync>,
 }
 
 impl<'model, 'pack> Classifier<'model, 'pack> {
@@ -105,11 +105,13 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
     pub fn new(session: Session<'model>, pack: &'pack AdapterPack, config: PolicyConfig) -> Self {
         let model = session.model();
         let accumulator = FeatureAccumulator::new(model.layers(), model.width());
+        let policy = config.policy(pack.heads.len());
         Classifier {
             session,
             pack,
             accumulator,
             config,
+            policy,
         }
     }
 
@@ -118,45 +120,36 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
         &self.config
     }
 
+    /// Switches to another exit setting (the session, its thread pool and buffers are kept).
+    pub fn set_config(&mut self, config: PolicyConfig) {
+        self.policy = config.policy(self.pack.heads.len());
+        self.config = config;
+    }
+
     /// The pack in use.
     pub fn pack(&self) -> &'pack AdapterPack {
         self.pack
     }
 
-    /// The answer when no cell was confident: the head of `layer` on everything read.
-    fn last_sentence_answer(&self, last_sentence: usize, layer: usize) -> (Cell, Vec<f32>, bool) {
-        let feature = self
-            .accumulator
-            .current(self.pack.manifest.feature_kind, layer);
-        let probabilities = self.pack.probabilities(layer, feature).to_vec();
-        let cell = Cell {
-            sentence: last_sentence,
-            layer,
-        };
-        (cell, probabilities, false)
-    }
-
-    /// Classifies one prepared document.
+    /// Classifies one prepared document, walking it as [`crate::policy::simulate`] walks its grid.
     pub fn classify(&mut self, document: &PreparedDocument) -> Result<Classification, EngineError> {
         let pack = self.pack;
+        let policy = self.policy.as_ref();
         let layers = pack.heads.len();
-        let last_layer = layers - 1;
-        let config = self.config;
-        let decision_layer = config.decision_layer.min(last_layer);
         let sentences = document.sentences.len();
         let last_sentence = sentences.saturating_sub(1);
         let tokens_total = document.token_count();
-        let mut state = ExitState::new(&config);
+        let mut state = policy.exit_state();
         let mut token_layers = 0u64;
         let mut tokens_read = 0usize;
         self.session.reset();
         self.accumulator.reset();
-        let kind = pack.manifest.feature_kind;
 
-        let (answer, probabilities, exited) = match config.kind {
-            PolicyKind::Full | PolicyKind::Layer => {
-                // The whole document in one pass; sentence ends are outputs so that the last
-                // layer sees the same rows as in training.
+        let mut exit = None;
+        match policy.reading() {
+            Reading::WholeDocument => {
+                // Sentence ends are outputs so that the last layer sees the same rows as in
+                // training (llama.cpp computes the last layer only for output rows).
                 let tokens = document.all_tokens();
                 let mut ends = Vec::with_capacity(sentences);
                 let mut end = 0;
@@ -164,79 +157,53 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                     end += sentence.tokens.len();
                     ends.push(end - 1);
                 }
-                let deciding = config.kind == PolicyKind::Layer;
                 let mut observer = PolicyObserver {
                     accumulator: &mut self.accumulator,
                     pack,
-                    state: deciding.then_some(&mut state),
+                    policy,
+                    state: &mut state,
                     sentence: last_sentence,
-                    cap: last_layer,
-                    watched: (!deciding).then_some(decision_layer),
                     exit: None,
                 };
                 let outcome = self
                     .session
                     .feed_with_outputs(&tokens, &ends, &mut observer)?;
-                let exit = observer.exit.take();
+                exit = observer.exit.take();
                 tokens_read += outcome.tokens;
                 token_layers += (outcome.tokens * outcome.layers_computed) as u64;
-                match exit {
-                    Some((cell, probabilities)) => (cell, probabilities, true),
-                    None => {
-                        let layer = if deciding { last_layer } else { decision_layer };
-                        self.last_sentence_answer(last_sentence, layer)
-                    }
-                }
             }
-            PolicyKind::Sentence | PolicyKind::TwoDimensional => {
-                let two_dimensional = config.kind == PolicyKind::TwoDimensional;
-                let cap = if two_dimensional {
-                    config.depth_cap.min(last_layer)
-                } else {
-                    last_layer
-                };
-                let mut found = None;
+            Reading::SentenceBySentence => {
                 for (index, sentence) in document.sentences.iter().enumerate() {
                     let mut observer = PolicyObserver {
                         accumulator: &mut self.accumulator,
                         pack,
-                        state: two_dimensional.then_some(&mut state),
+                        policy,
+                        state: &mut state,
                         sentence: index,
-                        cap,
-                        watched: (!two_dimensional).then_some(decision_layer),
                         exit: None,
                     };
                     let outcome = self.session.feed(&sentence.tokens, &mut observer)?;
-                    let exit = observer.exit.take();
+                    exit = observer.exit.take();
                     tokens_read += outcome.tokens;
                     token_layers += (outcome.tokens * outcome.layers_computed) as u64;
-                    if let Some((cell, probabilities)) = exit {
-                        found = Some((cell, probabilities, true));
+                    if exit.is_some() {
                         break;
                     }
-                    if !two_dimensional {
-                        let cell = Cell {
-                            sentence: index,
-                            layer: decision_layer,
-                        };
-                        let probabilities = pack
-                            .probabilities(
-                                decision_layer,
-                                self.accumulator.current(kind, decision_layer),
-                            )
-                            .to_vec();
-                        if state.observe(cell, &probabilities) {
-                            found = Some((cell, probabilities, true));
-                            break;
-                        }
-                    }
                 }
-                found.unwrap_or_else(|| {
-                    let layer = if two_dimensional { cap } else { decision_layer };
-                    self.last_sentence_answer(last_sentence, layer)
-                })
             }
-        };
+        }
+        let exited = exit.is_some();
+        let (answer, probabilities) = exit.unwrap_or_else(|| {
+            // Nothing was confident: the fallback layer's head on everything read.
+            let layer = policy.fallback_layer();
+            let feature = self.accumulator.current(pack.manifest.feature_kind, layer);
+            let probabilities = pack.probabilities(layer, feature).to_vec();
+            let cell = Cell {
+                sentence: last_sentence,
+                layer,
+            };
+            (cell, probabilities)
+        });
         let class = argmax(&probabilities);
         Ok(Classification {
             class,
@@ -246,7 +213,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 sentences,
                 layer: answer.layer,
                 layers,
-                policy: config.kind,
+                policy: policy.kind(),
                 exited,
             },
             tokens_read,

@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod dataset;
 pub mod document;
 pub mod engine;
+pub mod evaluation;
 pub mod extraction;
 pub mod feature_cache;
 pub mod features;

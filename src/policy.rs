@@ -9,12 +9,16 @@
 //! - [`PolicyKind::Layer`]: the whole document in one pass, exit at the first confident layer
 //!   (the paper's "optimal layer-wise early exit" baseline).
 //! - [`PolicyKind::Sentence`]: sentence by sentence at full depth, the best layer's head decides
-//!   after each sentence; stop at the first confident sentence.
+//!   after each sentence; stop at the first confident sentence (the exiting sentence is computed
+//!   only up to the best layer, since nothing reads its deeper layers).
 //! - [`PolicyKind::TwoDimensional`]: sentence by sentence, layer by layer inside each sentence
 //!   up to a depth cap; exit at the first confident cell. No sentence is computed deeper than the
 //!   cap, so the KV cache always holds every layer the next sentence needs.
 //!
 //! When no cell is confident the answer is the deepest computed cell of the last sentence.
+//!
+//! Each policy is a type behind the [`ExitPolicy`] trait; [`PolicyConfig`] is the stored setting
+//! (what packs keep per operating point) and [`PolicyConfig::policy`] makes the policy from it.
 //!
 //! Cost is counted in token×layer operations, as the engine computes them: a feed of `t`
 //! tokens that stops after layer `l` costs `t · (l + 1)`.
@@ -183,11 +187,13 @@ pub struct DocumentGrid {
 }
 
 impl DocumentGrid {
-    fn sentences(&self) -> usize {
+    /// Sentences of the document.
+    pub fn sentences(&self) -> usize {
         self.sentence_tokens.len()
     }
 
-    fn layers(&self) -> usize {
+    /// Layers of the model (cells per sentence).
+    pub fn layers(&self) -> usize {
         self.probabilities.first().map_or(0, Vec::len)
     }
 
@@ -218,12 +224,193 @@ pub fn argmax(probabilities: &[f32]) -> usize {
     crate::heads::argmax(ndarray::ArrayView1::from(probabilities))
 }
 
-/// Runs `config` over a document's grid: where it exits, what it answers, what it costs.
+/// How a policy feeds a document to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The whole document in one pass: its cells all belong to the last sentence.
+    WholeDocument,
+    /// One sentence per pass, the KV cache carrying the earlier ones.
+    SentenceBySentence,
+}
+
+/// A way of walking a document's grid: what the engine computes and where the exit rule may
+/// stop it.
+///
+/// The simulator ([`simulate`], used by calibration on cached features) and the online
+/// classifier ([`crate::classifier::Classifier`]) walk documents through this trait only, so a
+/// setting calibrated on dev behaves the same when it classifies. The walk is: for each pass
+/// (see [`ExitPolicy::reading`]), layers `0..=depth`; at every layer the policy
+/// [consults](ExitPolicy::consults), the exit rule sees that cell and may end the walk there,
+/// which also ends the computation of that pass. When no cell exits, the answer is the
+/// [fallback layer](ExitPolicy::fallback_layer) of the last sentence.
+pub trait ExitPolicy {
+    /// Which of the four policies this is.
+    fn kind(&self) -> PolicyKind;
+    /// Whole document at once, or sentence by sentence.
+    fn reading(&self) -> Reading;
+    /// The deepest layer a pass computes when no exit stops it.
+    fn depth(&self) -> usize;
+    /// Whether the exit rule looks at the head of `layer`.
+    fn consults(&self, layer: usize) -> bool;
+    /// The layer whose head answers when no cell was confident.
+    fn fallback_layer(&self) -> usize;
+    /// A fresh exit-rule state for one document.
+    fn exit_state(&self) -> ExitState;
+
+    /// Whether the walk needs the hidden state of `layer` (the engine taps only those).
+    fn needs_layer(&self, layer: usize) -> bool {
+        self.consults(layer) || layer == self.fallback_layer() || layer == self.depth()
+    }
+}
+
+/// `full`: every sentence, every layer, the decision layer answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FullPolicy {
+    config: PolicyConfig,
+    last_layer: usize,
+}
+
+/// `layer`: the whole document in one pass, exit at the first confident layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerPolicy {
+    config: PolicyConfig,
+    last_layer: usize,
+}
+
+/// `sentence`: sentence by sentence at full depth; the decision layer's head decides after each
+/// sentence. An exit ends the pass at the decision layer: no later sentence needs the deeper
+/// layers of the last one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SentencePolicy {
+    config: PolicyConfig,
+    last_layer: usize,
+}
+
+/// `2d`: sentence by sentence, layer by layer up to the depth cap, exit at the first confident
+/// cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TwoDimensionalPolicy {
+    config: PolicyConfig,
+    last_layer: usize,
+}
+
+impl FullPolicy {
+    fn decision_layer(&self) -> usize {
+        self.config.decision_layer.min(self.last_layer)
+    }
+}
+
+impl SentencePolicy {
+    fn decision_layer(&self) -> usize {
+        self.config.decision_layer.min(self.last_layer)
+    }
+}
+
+impl ExitPolicy for FullPolicy {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::Full
+    }
+    fn reading(&self) -> Reading {
+        Reading::WholeDocument
+    }
+    fn depth(&self) -> usize {
+        self.last_layer
+    }
+    fn consults(&self, _layer: usize) -> bool {
+        false
+    }
+    fn fallback_layer(&self) -> usize {
+        self.decision_layer()
+    }
+    fn exit_state(&self) -> ExitState {
+        ExitState::new(&self.config)
+    }
+}
+
+impl ExitPolicy for LayerPolicy {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::Layer
+    }
+    fn reading(&self) -> Reading {
+        Reading::WholeDocument
+    }
+    fn depth(&self) -> usize {
+        self.last_layer
+    }
+    fn consults(&self, _layer: usize) -> bool {
+        true
+    }
+    fn fallback_layer(&self) -> usize {
+        self.last_layer
+    }
+    fn exit_state(&self) -> ExitState {
+        ExitState::new(&self.config)
+    }
+}
+
+impl ExitPolicy for SentencePolicy {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::Sentence
+    }
+    fn reading(&self) -> Reading {
+        Reading::SentenceBySentence
+    }
+    fn depth(&self) -> usize {
+        self.last_layer
+    }
+    fn consults(&self, layer: usize) -> bool {
+        layer == self.decision_layer()
+    }
+    fn fallback_layer(&self) -> usize {
+        self.decision_layer()
+    }
+    fn exit_state(&self) -> ExitState {
+        ExitState::new(&self.config)
+    }
+}
+
+impl ExitPolicy for TwoDimensionalPolicy {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::TwoDimensional
+    }
+    fn reading(&self) -> Reading {
+        Reading::SentenceBySentence
+    }
+    fn depth(&self) -> usize {
+        self.config.depth_cap.min(self.last_layer)
+    }
+    fn consults(&self, layer: usize) -> bool {
+        layer <= self.depth()
+    }
+    fn fallback_layer(&self) -> usize {
+        self.depth()
+    }
+    fn exit_state(&self) -> ExitState {
+        ExitState::new(&self.config)
+    }
+}
+
+impl PolicyConfig {
+    /// The policy this setting describes, on a model with `layers` layers (at least one);
+    /// layers beyond the model are clamped to its last.
+    pub fn policy(&self, layers: usize) -> Box<dyn ExitPolicy + Send + Sync> {
+        let config = *self;
+        let last_layer = layers.saturating_sub(1);
+        match self.kind {
+            PolicyKind::Full => Box::new(FullPolicy { config, last_layer }),
+            PolicyKind::Layer => Box::new(LayerPolicy { config, last_layer }),
+            PolicyKind::Sentence => Box::new(SentencePolicy { config, last_layer }),
+            PolicyKind::TwoDimensional => Box::new(TwoDimensionalPolicy { config, last_layer }),
+        }
+    }
+}
+
+/// Walks `policy` over a document's grid: where it exits, what it answers, what it costs.
 ///
 /// # Panics
-/// If the grid is empty or its layers are fewer than the config's layers require; grids come
-/// from packs and documents that were checked before.
-pub fn simulate(config: &PolicyConfig, grid: &DocumentGrid) -> Outcome {
+/// If the grid is empty or has fewer layers than the policy walks; grids come from packs and
+/// documents that were checked before.
+pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Outcome {
     let sentences = grid.sentences();
     let layers = grid.layers();
     assert!(
@@ -231,20 +418,24 @@ pub fn simulate(config: &PolicyConfig, grid: &DocumentGrid) -> Outcome {
         "an empty grid cannot be classified"
     );
     let last_sentence = sentences - 1;
-    let last_layer = layers - 1;
+    let depth = policy.depth();
+    assert!(depth < layers, "the policy walks deeper than the grid");
     let total_tokens: u64 = grid
         .sentence_tokens
         .iter()
         .map(|&tokens| tokens as u64)
         .sum();
     let full_token_layers = total_tokens * layers as u64;
-    let tokens_before = |sentence: usize| -> u64 {
-        grid.sentence_tokens[..sentence]
+    // Each pass: the sentence its cells belong to, and the tokens it feeds.
+    let passes: Vec<(usize, u64)> = match policy.reading() {
+        Reading::WholeDocument => vec![(last_sentence, total_tokens)],
+        Reading::SentenceBySentence => grid
+            .sentence_tokens
             .iter()
-            .map(|&tokens| tokens as u64)
-            .sum()
+            .enumerate()
+            .map(|(sentence, &tokens)| (sentence, tokens as u64))
+            .collect(),
     };
-    let mut state = ExitState::new(config);
     let finish = |answer: Cell, exited: bool, token_layers: u64| Outcome {
         answer,
         exited,
@@ -253,78 +444,26 @@ pub fn simulate(config: &PolicyConfig, grid: &DocumentGrid) -> Outcome {
         token_layers,
         full_token_layers,
     };
-    let decision_layer = config.decision_layer.min(last_layer);
-    match config.kind {
-        PolicyKind::Full => finish(
-            Cell {
-                sentence: last_sentence,
-                layer: decision_layer,
-            },
-            false,
-            full_token_layers,
-        ),
-        PolicyKind::Layer => {
-            for layer in 0..layers {
-                let cell = Cell {
-                    sentence: last_sentence,
-                    layer,
-                };
-                if state.observe(cell, grid.at(cell)) {
-                    return finish(cell, true, total_tokens * (layer as u64 + 1));
-                }
+    let mut state = policy.exit_state();
+    // Token×layer operations of the passes before the current one, all computed to `depth`.
+    let mut computed = 0u64;
+    for (sentence, tokens) in passes {
+        for layer in (0..=depth).filter(|&layer| policy.consults(layer)) {
+            let cell = Cell { sentence, layer };
+            if state.observe(cell, grid.at(cell)) {
+                return finish(cell, true, computed + tokens * (layer as u64 + 1));
             }
-            finish(
-                Cell {
-                    sentence: last_sentence,
-                    layer: last_layer,
-                },
-                false,
-                full_token_layers,
-            )
         }
-        PolicyKind::Sentence => {
-            for sentence in 0..sentences {
-                let cell = Cell {
-                    sentence,
-                    layer: decision_layer,
-                };
-                let cost = (tokens_before(sentence) + grid.sentence_tokens[sentence] as u64)
-                    * layers as u64;
-                if state.observe(cell, grid.at(cell)) {
-                    return finish(cell, true, cost);
-                }
-            }
-            finish(
-                Cell {
-                    sentence: last_sentence,
-                    layer: decision_layer,
-                },
-                false,
-                full_token_layers,
-            )
-        }
-        PolicyKind::TwoDimensional => {
-            let cap = config.depth_cap.min(last_layer);
-            for sentence in 0..sentences {
-                for layer in 0..=cap {
-                    let cell = Cell { sentence, layer };
-                    if state.observe(cell, grid.at(cell)) {
-                        let cost = tokens_before(sentence) * (cap as u64 + 1)
-                            + grid.sentence_tokens[sentence] as u64 * (layer as u64 + 1);
-                        return finish(cell, true, cost);
-                    }
-                }
-            }
-            finish(
-                Cell {
-                    sentence: last_sentence,
-                    layer: cap,
-                },
-                false,
-                total_tokens * (cap as u64 + 1),
-            )
-        }
+        computed += tokens * (depth as u64 + 1);
     }
+    finish(
+        Cell {
+            sentence: last_sentence,
+            layer: policy.fallback_layer(),
+        },
+        false,
+        computed,
+    )
 }
 
 #[cfg(test)]
@@ -352,6 +491,10 @@ mod tests {
         }
     }
 
+    fn run(config: &PolicyConfig, grid: &DocumentGrid) -> Outcome {
+        simulate(config.policy(grid.layers()).as_ref(), grid)
+    }
+
     fn config(kind: PolicyKind, rule: ExitRule, threshold: f32) -> PolicyConfig {
         PolicyConfig {
             kind,
@@ -368,7 +511,7 @@ mod tests {
     fn full_never_exits_and_answers_with_the_decision_layer() {
         // Confident everywhere: full still reads everything.
         let document = grid(&[10, 20, 30], 4, |_, _| 0.99);
-        let outcome = simulate(
+        let outcome = run(
             &config(PolicyKind::Full, ExitRule::MaxProbability, 0.5),
             &document,
         );
@@ -390,7 +533,7 @@ mod tests {
     fn layer_exits_at_the_first_confident_layer_over_the_whole_document() {
         // Confidence grows with depth; the whole document is read at once.
         let document = grid(&[10, 20, 30], 4, |_, layer| 0.6 + 0.1 * layer as f32);
-        let outcome = simulate(
+        let outcome = run(
             &config(PolicyKind::Layer, ExitRule::MaxProbability, 0.75),
             &document,
         );
@@ -403,7 +546,7 @@ mod tests {
             }
         );
         assert_eq!(outcome.token_layers, 60 * 3);
-        let never = simulate(
+        let never = run(
             &config(PolicyKind::Layer, ExitRule::MaxProbability, 0.99),
             &document,
         );
@@ -421,7 +564,7 @@ mod tests {
     #[test]
     fn sentence_exits_at_the_first_confident_sentence_at_full_depth() {
         let document = grid(&[10, 20, 30], 4, |sentence, _| 0.55 + 0.2 * sentence as f32);
-        let outcome = simulate(
+        let outcome = run(
             &config(PolicyKind::Sentence, ExitRule::MaxProbability, 0.7),
             &document,
         );
@@ -434,8 +577,23 @@ mod tests {
             }
         );
         assert_eq!(outcome.sentences_read, 2);
-        // Sentences 0 and 1 at all 4 layers.
-        assert_eq!(outcome.token_layers, 30 * 4);
+        // Sentence 0 at all 4 layers (the next sentence needs them in the KV cache), sentence 1
+        // up to the decision layer 2, where it exits.
+        assert_eq!(outcome.token_layers, 10 * 4 + 20 * 3);
+        // Without an exit: every sentence at full depth, the decision layer answers.
+        let never = run(
+            &config(PolicyKind::Sentence, ExitRule::MaxProbability, 0.99),
+            &document,
+        );
+        assert!(!never.exited);
+        assert_eq!(
+            never.answer,
+            Cell {
+                sentence: 2,
+                layer: 2
+            }
+        );
+        assert_eq!(never.token_layers, 60 * 4);
     }
 
     #[test]
@@ -450,7 +608,7 @@ mod tests {
         });
         let mut setting = config(PolicyKind::TwoDimensional, ExitRule::MaxProbability, 0.8);
         setting.depth_cap = 3;
-        let outcome = simulate(&setting, &document);
+        let outcome = run(&setting, &document);
         assert!(outcome.exited);
         assert_eq!(
             outcome.answer,
@@ -468,7 +626,7 @@ mod tests {
             6,
             |_, layer| if layer == 5 { 0.95 } else { 0.6 },
         );
-        let outcome = simulate(&setting, &deep);
+        let outcome = run(&setting, &deep);
         assert!(!outcome.exited);
         assert_eq!(
             outcome.answer,
@@ -487,17 +645,17 @@ mod tests {
             sentence_tokens: vec![5],
         };
         let mut setting = config(PolicyKind::Layer, ExitRule::MaxProbability, 0.5);
-        assert_eq!(simulate(&setting, &three).answer.layer, 0);
+        assert_eq!(run(&setting, &three).answer.layer, 0);
         setting.rule = ExitRule::Margin;
         setting.threshold = 0.2;
         // Margins 0.1 then 0.3.
-        assert_eq!(simulate(&setting, &three).answer.layer, 1);
+        assert_eq!(run(&setting, &three).answer.layer, 1);
         setting.rule = ExitRule::AccumulatedMargin;
         setting.threshold = 0.35;
         // Accumulated 0.1, then 0.4.
-        assert!(simulate(&setting, &three).exited);
+        assert!(run(&setting, &three).exited);
         setting.threshold = 0.45;
-        assert!(!simulate(&setting, &three).exited);
+        assert!(!run(&setting, &three).exited);
     }
 
     #[test]
@@ -507,7 +665,7 @@ mod tests {
         let document = grid(&[4, 4, 4], 3, |_, _| 0.6);
         let mut setting = config(PolicyKind::TwoDimensional, ExitRule::AccumulatedMargin, 0.7);
         setting.depth_cap = 1;
-        let outcome = simulate(&setting, &document);
+        let outcome = run(&setting, &document);
         assert_eq!(
             outcome.answer,
             Cell {
@@ -523,18 +681,18 @@ mod tests {
         let document = grid(&[10], 6, |_, _| 0.9);
         let mut setting = config(PolicyKind::Layer, ExitRule::MaxProbability, 0.8);
         setting.min_layer = 2;
-        assert_eq!(simulate(&setting, &document).answer.layer, 2);
+        assert_eq!(run(&setting, &document).answer.layer, 2);
         setting.patience = 3;
-        assert_eq!(simulate(&setting, &document).answer.layer, 4);
+        assert_eq!(run(&setting, &document).answer.layer, 4);
         // A dip resets the streak.
         let dip = grid(&[10], 6, |_, layer| if layer == 2 { 0.5 } else { 0.9 });
         setting.min_layer = 0;
         setting.patience = 2;
-        assert_eq!(simulate(&setting, &dip).answer.layer, 1);
+        assert_eq!(run(&setting, &dip).answer.layer, 1);
         setting.patience = 3;
-        assert_eq!(simulate(&setting, &dip).answer.layer, 5);
+        assert_eq!(run(&setting, &dip).answer.layer, 5);
         setting.patience = 4;
-        assert!(!simulate(&setting, &dip).exited);
+        assert!(!run(&setting, &dip).exited);
     }
 
     #[test]

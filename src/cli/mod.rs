@@ -6,10 +6,12 @@ mod bench_engine;
 mod calibrate;
 mod classify;
 mod completions;
+mod eval;
 mod features;
 mod inspect;
 mod models;
 mod output;
+mod plot;
 mod segment;
 mod train;
 
@@ -102,6 +104,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Measure every layer head's accuracy on a labelled file (whole documents and prefixes)
     Accuracy(accuracy::AccuracyArgs),
+    /// Measure accuracy and wall-clock of the exit policies side by side on labelled data
+    Eval(eval::EvalArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit status.
@@ -118,6 +122,7 @@ pub fn run() -> ExitCode {
         Command::Segment(args) => segment::run(args, &cli.global),
         Command::Train(args) => train::run(args, &cli.global),
         Command::Calibrate(args) => calibrate::run(args, &cli.global),
+        Command::Eval(args) => eval::run(args, &cli.global),
         Command::Accuracy(args) => accuracy::run(args, &cli.global),
     };
     match outcome {

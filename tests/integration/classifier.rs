@@ -65,7 +65,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
                 depth_cap,
                 decision_layer: pack.manifest.best_layer,
             };
-            let simulated = simulate(&config, &grid);
+            let simulated = simulate(config.policy(layers).as_ref(), &grid);
             let mut classifier = Classifier::new(
                 Session::new(model, &options()).expect("session"),
                 pack,

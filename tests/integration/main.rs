@@ -10,4 +10,5 @@ mod cli;
 mod common;
 mod document;
 mod engine;
+mod eval;
 mod train;

@@ -1,0 +1,204 @@
+//! `exitwise eval`: every policy side by side, figures consistent with the per-document results.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{TestModel, exitwise, model_path, text};
+
+/// 20 labelled reviews: the fixtures' train and dev files.
+fn twenty_reviews(dir: &Path) -> std::path::PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut lines = String::new();
+    for name in ["reviews-train.jsonl", "reviews-dev.jsonl"] {
+        lines.push_str(&std::fs::read_to_string(fixtures.join(name)).expect("fixture"));
+    }
+    let lines: Vec<&str> = lines.lines().take(20).collect();
+    assert_eq!(lines.len(), 20);
+    let path = dir.join("reviews.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write the data");
+    path
+}
+
+fn number(value: &Value, field: &str) -> f64 {
+    value[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{field}` is not a number in {value}"))
+}
+
+#[test]
+fn eval_runs_every_policy_and_its_figures_match_the_documents() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = twenty_reviews(dir.path());
+    let json = dir.path().join("eval.json");
+    let plot = dir.path().join("eval.svg");
+    let output = exitwise(
+        &[
+            "eval",
+            "--threads",
+            "1",
+            "--model",
+            model.to_str().expect("utf-8 path"),
+            "--data",
+            data.to_str().expect("utf-8 path"),
+            "--runs",
+            "2",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+            "--plot",
+            plot.to_str().expect("utf-8 path"),
+            "--cache-dir",
+            dir.path().join("cache").to_str().expect("utf-8 path"),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    for policy in ["full", "layer", "sentence", "2d", "oracle", "staircase"] {
+        assert!(table.contains(policy), "{policy} missing from:\n{table}");
+    }
+    let svg = std::fs::read_to_string(&plot).expect("the plot is written");
+    assert!(svg.starts_with("<svg") && svg.contains("2d"), "{svg}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    assert_eq!(report["documents"], 20);
+    for fact in ["cpu", "threads", "build_features", "model_sha256", "pack"] {
+        assert!(!report["machine"][fact].is_null(), "machine.{fact} missing");
+    }
+    assert_eq!(report["machine"]["pack"], "gemma3-270m-imdb");
+    let documents = report["per_document"]
+        .as_array()
+        .expect("per-document results");
+    assert_eq!(documents.len(), 20);
+
+    // Recompute every policy's figures from the per-document results.
+    let total = |policy: &str, field: &str| -> f64 {
+        documents
+            .iter()
+            .map(|document| {
+                let value = &document["policies"][policy][field];
+                match value {
+                    Value::Array(runs) => {
+                        // Times: the median of two runs is their mean.
+                        runs.iter().filter_map(Value::as_f64).sum::<f64>() / runs.len() as f64
+                    }
+                    _ => value.as_f64().expect("a number"),
+                }
+            })
+            .sum()
+    };
+    for policy in ["full", "layer", "sentence", "2d"] {
+        let summary = &report["policies"][policy];
+        for field in [
+            "accuracy",
+            "macro_f1",
+            "docs_per_s",
+            "ms_median",
+            "ms_p90",
+            "mean_exit_layer",
+            "mean_sentences_read",
+            "token_layers_mean",
+            "speedup_vs_full_wall",
+            "speedup_vs_layer_wall",
+            "speedup_vs_full_ops",
+            "speedup_vs_layer_ops",
+        ] {
+            assert!(
+                summary[field].is_number(),
+                "{policy}.{field} missing: {summary}"
+            );
+        }
+        let correct = documents
+            .iter()
+            .filter(|document| document["policies"][policy]["predicted"] == document["class"])
+            .count();
+        assert!((number(summary, "accuracy") - correct as f64 / 20.0).abs() < 1e-9);
+        let operations = total(policy, "token_layers");
+        assert!(
+            (number(summary, "token_layers_mean") - operations / 20.0).abs() < 1e-6,
+            "{policy}"
+        );
+        assert!(
+            (number(summary, "speedup_vs_full_ops") - total("full", "token_layers") / operations)
+                .abs()
+                < 1e-9
+        );
+        assert!(
+            (number(summary, "speedup_vs_layer_ops") - total("layer", "token_layers") / operations)
+                .abs()
+                < 1e-9
+        );
+        // Wall-clock: the median over runs of the run totals; with two runs, their mean, which
+        // is the sum of the per-document means.
+        let wall = total(policy, "ms");
+        let expected = total("full", "ms") / wall;
+        assert!(
+            (number(summary, "speedup_vs_full_wall") - expected).abs() < 1e-6 * expected,
+            "{policy}: {} vs {expected}",
+            number(summary, "speedup_vs_full_wall")
+        );
+        assert!((number(summary, "docs_per_s") - 20.0 / (wall / 1000.0)).abs() < 1e-6 * 20.0);
+    }
+    assert_eq!(
+        number(&report["policies"]["full"], "speedup_vs_full_ops"),
+        1.0
+    );
+
+    // The oracle: never dearer than a policy that answers the document correctly.
+    let oracle = &report["oracle"];
+    assert!(number(oracle, "accuracy") >= number(&report["policies"]["full"], "accuracy"));
+    for document in documents {
+        let oracle_cost = document["oracle_token_layers"]
+            .as_u64()
+            .expect("oracle cost");
+        for policy in ["full", "layer", "sentence", "2d"] {
+            let result = &document["policies"][policy];
+            if result["predicted"] == document["class"] {
+                assert!(
+                    oracle_cost <= result["token_layers"].as_u64().expect("cost"),
+                    "{policy}: {document}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn eval_refuses_a_plot_that_is_not_svg_and_zero_runs() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = twenty_reviews(dir.path());
+    let base = [
+        "eval",
+        "--model",
+        model.to_str().expect("utf-8 path"),
+        "--data",
+        data.to_str().expect("utf-8 path"),
+    ];
+    let zero = exitwise(&[&base[..], &["--runs", "0"]].concat(), b"");
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
+    assert!(
+        text(&zero.stderr).contains("--runs"),
+        "{}",
+        text(&zero.stderr)
+    );
+    let png = dir.path().join("plot.png");
+    let output = exitwise(
+        &[&base[..], &["--plot", png.to_str().expect("utf-8 path")]].concat(),
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("name the file `*.svg`"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(output.stdout.is_empty());
+}
