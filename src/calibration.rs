@@ -160,6 +160,12 @@ fn thresholds(rule: ExitRule) -> Vec<f32> {
     }
 }
 
+/// Pass sizes tried for the 2d policy: one sentence per pass (the paper's walk), or whole
+/// sentences gathered up to this many tokens. On IMDB reviews single sentences are weak
+/// evidence and small decodes cost more per token; longer passes exit less often mid-document
+/// but each exit check sees more text.
+pub const TWO_DIMENSIONAL_PASS_TOKENS: [usize; 5] = [0, 32, 64, 128, 256];
+
 /// Every setting searched for `kind` on a model with `layers` layers.
 pub fn candidate_configs(
     kind: PolicyKind,
@@ -174,6 +180,7 @@ pub fn candidate_configs(
         patience: 1,
         depth_cap: layers - 1,
         decision_layer,
+        min_pass_tokens: 0,
     };
     if kind == PolicyKind::Full {
         return vec![base];
@@ -182,6 +189,11 @@ pub fn candidate_configs(
         (0..layers).collect()
     } else {
         vec![layers - 1]
+    };
+    let pass_sizes: &[usize] = if kind == PolicyKind::TwoDimensional {
+        &TWO_DIMENSIONAL_PASS_TOKENS
+    } else {
+        &[0]
     };
     let minimum_layers: Vec<usize> = if kind == PolicyKind::Sentence {
         vec![0]
@@ -203,14 +215,17 @@ pub fn candidate_configs(
                     .filter(|&&minimum| minimum <= depth_cap)
                 {
                     for patience in [1, 2] {
-                        configs.push(PolicyConfig {
-                            rule,
-                            threshold,
-                            min_layer,
-                            patience,
-                            depth_cap,
-                            ..base
-                        });
+                        for &min_pass_tokens in pass_sizes {
+                            configs.push(PolicyConfig {
+                                rule,
+                                threshold,
+                                min_layer,
+                                patience,
+                                depth_cap,
+                                min_pass_tokens,
+                                ..base
+                            });
+                        }
                     }
                 }
             }

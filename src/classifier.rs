@@ -9,7 +9,7 @@ use crate::document::PreparedDocument;
 use crate::engine::{EngineError, Flow, LayerHidden, LayerObserver, Session};
 use crate::features::FeatureAccumulator;
 use crate::pack::AdapterPack;
-use crate::policy::{Cell, ExitPolicy, ExitState, PolicyConfig, PolicyKind, Reading, argmax};
+use crate::policy::{Cell, ExitPolicy, ExitState, PolicyConfig, PolicyKind, argmax};
 
 /// Where and how a classification stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,51 +145,38 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
         self.session.reset();
         self.accumulator.reset();
 
+        // Each pass feeds whole sentences; their ends are outputs so that the last layer sees
+        // the same rows as in training (llama.cpp computes the last layer only for output
+        // rows, and training fed one sentence at a time with its last token as the output).
+        let sentence_tokens: Vec<usize> = document
+            .sentences
+            .iter()
+            .map(|sentence| sentence.tokens.len())
+            .collect();
         let mut exit = None;
-        match policy.reading() {
-            Reading::WholeDocument => {
-                // Sentence ends are outputs so that the last layer sees the same rows as in
-                // training (llama.cpp computes the last layer only for output rows).
-                let tokens = document.all_tokens();
-                let mut ends = Vec::with_capacity(sentences);
-                let mut end = 0;
-                for sentence in &document.sentences {
-                    end += sentence.tokens.len();
-                    ends.push(end - 1);
-                }
-                let mut observer = PolicyObserver {
-                    accumulator: &mut self.accumulator,
-                    pack,
-                    policy,
-                    state: &mut state,
-                    sentence: last_sentence,
-                    exit: None,
-                };
-                let outcome = self
-                    .session
-                    .feed_with_outputs(&tokens, &ends, &mut observer)?;
-                exit = observer.exit.take();
-                tokens_read += outcome.tokens;
-                token_layers += (outcome.tokens * outcome.layers_computed) as u64;
+        for pass in policy.reading().passes(&sentence_tokens) {
+            let mut tokens = Vec::new();
+            let mut ends = Vec::with_capacity(pass.len());
+            for sentence in &document.sentences[pass.clone()] {
+                tokens.extend_from_slice(&sentence.tokens);
+                ends.push(tokens.len() - 1);
             }
-            Reading::SentenceBySentence => {
-                for (index, sentence) in document.sentences.iter().enumerate() {
-                    let mut observer = PolicyObserver {
-                        accumulator: &mut self.accumulator,
-                        pack,
-                        policy,
-                        state: &mut state,
-                        sentence: index,
-                        exit: None,
-                    };
-                    let outcome = self.session.feed(&sentence.tokens, &mut observer)?;
-                    exit = observer.exit.take();
-                    tokens_read += outcome.tokens;
-                    token_layers += (outcome.tokens * outcome.layers_computed) as u64;
-                    if exit.is_some() {
-                        break;
-                    }
-                }
+            let mut observer = PolicyObserver {
+                accumulator: &mut self.accumulator,
+                pack,
+                policy,
+                state: &mut state,
+                sentence: pass.end - 1,
+                exit: None,
+            };
+            let outcome = self
+                .session
+                .feed_with_outputs(&tokens, &ends, &mut observer)?;
+            exit = observer.exit.take();
+            tokens_read += outcome.tokens;
+            token_layers += (outcome.tokens * outcome.layers_computed) as u64;
+            if exit.is_some() {
+                break;
             }
         }
         let exited = exit.is_some();

@@ -487,6 +487,7 @@ mod tests {
                     patience: 1,
                     depth_cap: 3,
                     decision_layer: 4,
+                    min_pass_tokens: 0,
                 };
                 let policy = config.policy(6);
                 for class in 0..2 {
@@ -512,6 +513,7 @@ mod tests {
             patience: 1,
             depth_cap: 5,
             decision_layer: 5,
+            min_pass_tokens: 0,
         };
         let outcome = simulate_staircase(&config, 1, &document);
         assert!(!outcome.exited);

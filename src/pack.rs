@@ -677,6 +677,7 @@ mod tests {
             patience: 2,
             depth_cap: 2,
             decision_layer: 2,
+            min_pass_tokens: 0,
         };
         pack.manifest.calibration = Some(CalibrationSection {
             dev_documents: 5,

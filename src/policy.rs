@@ -102,6 +102,11 @@ pub struct PolicyConfig {
     pub depth_cap: usize,
     /// Layer whose head answers for `full` and decides for `sentence`.
     pub decision_layer: usize,
+    /// The 2d policy reads whole sentences in passes of at least this many tokens (the last
+    /// pass may be shorter); 0: one sentence per pass, the paper's walk. Other policies ignore
+    /// it.
+    #[serde(default)]
+    pub min_pass_tokens: usize,
 }
 
 /// A cell of the grid.
@@ -229,8 +234,37 @@ pub fn argmax(probabilities: &[f32]) -> usize {
 pub enum Reading {
     /// The whole document in one pass: its cells all belong to the last sentence.
     WholeDocument,
-    /// One sentence per pass, the KV cache carrying the earlier ones.
-    SentenceBySentence,
+    /// Consecutive whole sentences per pass, at least `min_tokens` tokens each (the last pass
+    /// may be shorter; 0: one sentence per pass), the KV cache carrying the earlier passes. The
+    /// cells of a pass belong to its last sentence.
+    Sentences {
+        /// Fewest tokens in a pass.
+        min_tokens: usize,
+    },
+}
+
+impl Reading {
+    /// The passes over a document whose sentences have `sentence_tokens` tokens: ranges of
+    /// sentence indices, in order, covering every sentence once.
+    pub fn passes(self, sentence_tokens: &[usize]) -> Vec<std::ops::Range<usize>> {
+        let sentences = sentence_tokens.len();
+        let min_tokens = match self {
+            Reading::WholeDocument => return std::iter::once(0..sentences).collect(),
+            Reading::Sentences { min_tokens } => min_tokens,
+        };
+        let mut passes = Vec::new();
+        let mut start = 0;
+        let mut tokens = 0;
+        for (sentence, &count) in sentence_tokens.iter().enumerate() {
+            tokens += count;
+            if tokens >= min_tokens || sentence + 1 == sentences {
+                passes.push(start..sentence + 1);
+                start = sentence + 1;
+                tokens = 0;
+            }
+        }
+        passes
+    }
 }
 
 /// A way of walking a document's grid: what the engine computes and where the exit rule may
@@ -353,7 +387,7 @@ impl ExitPolicy for SentencePolicy {
         PolicyKind::Sentence
     }
     fn reading(&self) -> Reading {
-        Reading::SentenceBySentence
+        Reading::Sentences { min_tokens: 0 }
     }
     fn depth(&self) -> usize {
         self.last_layer
@@ -374,7 +408,9 @@ impl ExitPolicy for TwoDimensionalPolicy {
         PolicyKind::TwoDimensional
     }
     fn reading(&self) -> Reading {
-        Reading::SentenceBySentence
+        Reading::Sentences {
+            min_tokens: self.config.min_pass_tokens,
+        }
     }
     fn depth(&self) -> usize {
         self.config.depth_cap.min(self.last_layer)
@@ -427,15 +463,18 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
         .sum();
     let full_token_layers = total_tokens * layers as u64;
     // Each pass: the sentence its cells belong to, and the tokens it feeds.
-    let passes: Vec<(usize, u64)> = match policy.reading() {
-        Reading::WholeDocument => vec![(last_sentence, total_tokens)],
-        Reading::SentenceBySentence => grid
-            .sentence_tokens
-            .iter()
-            .enumerate()
-            .map(|(sentence, &tokens)| (sentence, tokens as u64))
-            .collect(),
-    };
+    let passes: Vec<(usize, u64)> = policy
+        .reading()
+        .passes(&grid.sentence_tokens)
+        .into_iter()
+        .map(|pass| {
+            let tokens = grid.sentence_tokens[pass.clone()]
+                .iter()
+                .map(|&tokens| tokens as u64)
+                .sum();
+            (pass.end - 1, tokens)
+        })
+        .collect();
     let finish = |answer: Cell, exited: bool, token_layers: u64| Outcome {
         answer,
         exited,
@@ -504,6 +543,7 @@ mod tests {
             patience: 1,
             depth_cap: 3,
             decision_layer: 2,
+            min_pass_tokens: 0,
         }
     }
 
@@ -693,6 +733,55 @@ mod tests {
         assert_eq!(run(&setting, &dip).answer.layer, 5);
         setting.patience = 4;
         assert!(!run(&setting, &dip).exited);
+    }
+
+    #[test]
+    fn passes_group_whole_sentences_up_to_the_minimum() {
+        let tokens = [5, 20, 3, 3, 40, 2];
+        assert_eq!(
+            Reading::Sentences { min_tokens: 0 }.passes(&tokens),
+            vec![0..1, 1..2, 2..3, 3..4, 4..5, 5..6]
+        );
+        assert_eq!(
+            Reading::Sentences { min_tokens: 10 }.passes(&tokens),
+            vec![0..2, 2..5, 5..6]
+        );
+        assert_eq!(
+            Reading::Sentences { min_tokens: 1000 }.passes(&tokens),
+            std::iter::once(0..6).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            Reading::WholeDocument.passes(&tokens),
+            std::iter::once(0..6).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn two_dimensional_passes_exit_at_pass_ends_and_cost_whole_passes() {
+        // Sentences of 10, 10, 30 tokens; passes of at least 20 tokens: [0, 1] and [2].
+        // Confident only at sentence 1 (the end of the first pass), layer 1.
+        let document = grid(&[10, 10, 30], 4, |sentence, layer| {
+            if sentence >= 1 && layer >= 1 {
+                0.9
+            } else {
+                0.6
+            }
+        });
+        let mut setting = config(PolicyKind::TwoDimensional, ExitRule::MaxProbability, 0.8);
+        setting.min_pass_tokens = 20;
+        let outcome = run(&setting, &document);
+        assert_eq!(
+            outcome.answer,
+            Cell {
+                sentence: 1,
+                layer: 1
+            }
+        );
+        assert_eq!(outcome.token_layers, 20 * 2);
+        assert_eq!(outcome.sentences_read, 2);
+        // One sentence per pass: sentence 0 to the cap first (4 layers), then sentence 1.
+        setting.min_pass_tokens = 0;
+        assert_eq!(run(&setting, &document).token_layers, 10 * 4 + 10 * 2);
     }
 
     #[test]

@@ -311,12 +311,12 @@ pub(super) fn render_operating_points(manifest: &PackManifest) -> String {
         return String::new();
     };
     let mut text = format!(
-        "exit calibration on {} dev documents (cost: share of full-depth, whole-document token×layer operations)\n",
+        "exit calibration on {} dev documents (cost: share of full-depth, whole-document token×layer operations; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document)\n",
         calibration.dev_documents
     );
     let _ = writeln!(
         text,
-        "{:<9} {:>6} {:<19} {:>9} {:>6} {:>9} {:>8} {:>9} {:>9}",
+        "{:<9} {:>6} {:<19} {:>9} {:>6} {:>9} {:>8} {:>6} {:>9} {:>9}",
         "policy",
         "budget",
         "rule",
@@ -324,6 +324,7 @@ pub(super) fn render_operating_points(manifest: &PackManifest) -> String {
         "decide",
         "depth cap",
         "patience",
+        "pass",
         "dev acc",
         "dev cost"
     );
@@ -343,13 +344,21 @@ pub(super) fn render_operating_points(manifest: &PackManifest) -> String {
             PolicyKind::Full | PolicyKind::Sentence => config.decision_layer.to_string(),
             _ => format!("≥{}", config.min_layer),
         };
-        let cap = match config.kind {
-            PolicyKind::TwoDimensional => config.depth_cap.to_string(),
-            _ => dash(),
+        let (cap, pass) = match config.kind {
+            PolicyKind::TwoDimensional => (
+                config.depth_cap.to_string(),
+                if config.min_pass_tokens == 0 {
+                    "1 sent".to_string()
+                } else {
+                    format!("≥{}", config.min_pass_tokens)
+                },
+            ),
+            PolicyKind::Sentence => (dash(), "1 sent".to_string()),
+            _ => (dash(), "doc".to_string()),
         };
         let _ = writeln!(
             text,
-            "{:<9} {:>6.1} {:<19} {:>9} {:>6} {:>9} {:>8} {:>9.4} {:>9.3}",
+            "{:<9} {:>6.1} {:<19} {:>9} {:>6} {:>9} {:>8} {:>6} {:>9.4} {:>9.3}",
             config.kind.name(),
             point.budget,
             rule,
@@ -357,6 +366,7 @@ pub(super) fn render_operating_points(manifest: &PackManifest) -> String {
             decide,
             cap,
             patience,
+            pass,
             point.dev_accuracy,
             point.dev_cost
         );

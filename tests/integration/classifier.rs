@@ -29,19 +29,55 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
         return;
     };
     let layers = model.layers();
+    // (policy, rule, threshold, depth cap, fewest tokens per 2d pass)
     let configs = [
-        (PolicyKind::Full, ExitRule::MaxProbability, 1.0, 17),
-        (PolicyKind::Layer, ExitRule::MaxProbability, 0.9, 17),
-        (PolicyKind::Layer, ExitRule::AccumulatedMargin, 3.0, 17),
-        (PolicyKind::Sentence, ExitRule::MaxProbability, 0.9, 17),
-        (PolicyKind::TwoDimensional, ExitRule::MaxProbability, 0.9, 6),
+        (PolicyKind::Full, ExitRule::MaxProbability, 1.0, 17, 0),
+        (PolicyKind::Layer, ExitRule::MaxProbability, 0.9, 17, 0),
+        (PolicyKind::Layer, ExitRule::AccumulatedMargin, 3.0, 17, 0),
+        (PolicyKind::Sentence, ExitRule::MaxProbability, 0.9, 17, 0),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::MaxProbability,
+            0.9,
+            6,
+            0,
+        ),
         (
             PolicyKind::TwoDimensional,
             ExitRule::AccumulatedMargin,
             4.0,
             9,
+            0,
         ),
-        (PolicyKind::TwoDimensional, ExitRule::MaxProbability, 1.1, 4),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::MaxProbability,
+            1.1,
+            4,
+            0,
+        ),
+        // Passes of several sentences (the texts have 3 or 4 sentences of a few tokens).
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::AccumulatedMargin,
+            4.0,
+            9,
+            12,
+        ),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::MaxProbability,
+            1.1,
+            17,
+            12,
+        ),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::MaxProbability,
+            0.9,
+            8,
+            1000,
+        ),
     ];
     let mut extraction = Session::new(model, &options()).expect("session");
     let mut accumulator = FeatureAccumulator::new(layers, model.width());
@@ -55,7 +91,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
             .map(|sentence| sentence.tokens.len())
             .collect();
         let grid = document_grid(pack, &features, tokens);
-        for (kind, rule, threshold, depth_cap) in configs {
+        for (kind, rule, threshold, depth_cap, min_pass_tokens) in configs {
             let config = PolicyConfig {
                 kind,
                 rule,
@@ -64,6 +100,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
                 patience: 1,
                 depth_cap,
                 decision_layer: pack.manifest.best_layer,
+                min_pass_tokens,
             };
             let simulated = simulate(config.policy(layers).as_ref(), &grid);
             let mut classifier = Classifier::new(
@@ -72,7 +109,9 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
                 config,
             );
             let online = classifier.classify(&document).expect("classify");
-            let context = format!("{kind:?} {rule:?} {threshold} on {text:?}");
+            let context = format!(
+                "{kind:?} {rule:?} {threshold} cap {depth_cap} passes {min_pass_tokens} on {text:?}"
+            );
             assert_eq!(
                 online.exit.sentence,
                 simulated.answer.sentence + 1,
