@@ -78,8 +78,9 @@ pub struct EvalArgs {
     json: Option<PathBuf>,
 
     /// Draw accuracy against wall-clock speed-up over every calibrated operating point of each
-    /// policy, with the oracle, as SVG (runs every operating point, not only --budget)
-    #[arg(long, value_name = "OUT.svg")]
+    /// policy, with the oracle; SVG or PNG by the file's extension (times every operating point,
+    /// not only --budget)
+    #[arg(long, value_name = "OUT.svg|OUT.png")]
     plot: Option<PathBuf>,
 
     /// Folder of the feature cache (the oracle and the staircase use cached features of the

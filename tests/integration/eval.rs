@@ -169,7 +169,7 @@ fn eval_runs_every_policy_and_its_figures_match_the_documents() {
 }
 
 #[test]
-fn eval_refuses_a_plot_that_is_not_svg_and_zero_runs() {
+fn eval_refuses_zero_runs_and_a_plot_format_it_cannot_write() {
     let Some(model) = model_path(TestModel::Gemma) else {
         return;
     };
@@ -189,14 +189,14 @@ fn eval_refuses_a_plot_that_is_not_svg_and_zero_runs() {
         "{}",
         text(&zero.stderr)
     );
-    let png = dir.path().join("plot.png");
+    let pdf = dir.path().join("plot.pdf");
     let output = exitwise(
-        &[&base[..], &["--plot", png.to_str().expect("utf-8 path")]].concat(),
+        &[&base[..], &["--plot", pdf.to_str().expect("utf-8 path")]].concat(),
         b"",
     );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("name the file `*.svg`"),
+        text(&output.stderr).contains("name the file `*.svg` or `*.png`"),
         "{}",
         text(&output.stderr)
     );
