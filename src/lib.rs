@@ -18,5 +18,7 @@ pub mod gguf;
 pub mod heads;
 pub mod pack;
 pub mod policy;
+pub mod record;
 pub mod segment;
+pub mod server;
 pub mod training;

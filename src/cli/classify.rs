@@ -1,7 +1,6 @@
 //! `exitwise classify`: classifies files, directories and streams with two-dimensional early
 //! exit, one result per document, written as soon as it is known.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -16,6 +15,7 @@ use exitwise::document::{DocumentError, prepare_document};
 use exitwise::engine::{Session, SessionOptions};
 use exitwise::pack::AdapterPack;
 use exitwise::policy::PolicyKind;
+use exitwise::record::ResultRecord;
 
 use super::{EXIT_FAILURES, EXIT_OK, GlobalOptions, load_model, load_pack, model_sha256, output};
 
@@ -132,35 +132,6 @@ struct Item {
 }
 
 #[derive(Serialize)]
-struct ExitRecord<'a> {
-    sentence: usize,
-    sentences: usize,
-    layer: usize,
-    layers: usize,
-    policy: &'a str,
-}
-
-#[derive(Serialize)]
-struct CostRecord {
-    token_layers: u64,
-    full_token_layers: u64,
-}
-
-#[derive(Serialize)]
-struct ResultRecord<'a> {
-    id: &'a str,
-    label: &'a str,
-    confidence: f32,
-    probs: BTreeMap<&'a str, f32>,
-    exit: ExitRecord<'a>,
-    tokens_read: usize,
-    tokens_total: usize,
-    truncated: bool,
-    cost: CostRecord,
-    ms: f64,
-}
-
-#[derive(Serialize)]
 struct ErrorRecord<'a> {
     id: &'a str,
     error: &'a str,
@@ -204,32 +175,7 @@ impl Printer {
         let confidence = result.probabilities[result.class];
         let line = match self.format {
             Format::Jsonl => {
-                let record = ResultRecord {
-                    id,
-                    label,
-                    confidence,
-                    probs: labels
-                        .iter()
-                        .map(String::as_str)
-                        .zip(result.probabilities.iter().copied())
-                        .collect(),
-                    exit: ExitRecord {
-                        sentence: result.exit.sentence,
-                        sentences: result.exit.sentences,
-                        layer: result.exit.layer + 1,
-                        layers: result.exit.layers,
-                        policy: result.exit.policy.name(),
-                    },
-                    tokens_read: result.tokens_read,
-                    tokens_total: result.tokens_total,
-                    truncated: result.truncated,
-                    cost: CostRecord {
-                        token_layers: result.token_layers,
-                        full_token_layers: result.full_token_layers,
-                    },
-                    ms: (milliseconds * 10.0).round() / 10.0,
-                };
-                serde_json::to_string(&record)? + "\n"
+                serde_json::to_string(&ResultRecord::new(id, labels, result, milliseconds))? + "\n"
             }
             Format::Text => format!(
                 "{:<32} {:<12} {:>6.3} {:>9} {:>7} {:>5.1}% {:>8.1}\n",

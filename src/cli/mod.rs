@@ -13,6 +13,7 @@ mod models;
 mod output;
 mod plot;
 mod segment;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -106,6 +107,8 @@ enum Command {
     Accuracy(accuracy::AccuracyArgs),
     /// Measure accuracy and wall-clock of the exit policies side by side on labelled data
     Eval(eval::EvalArgs),
+    /// Serve classifications over HTTP (JSON), for systemd and small boxes
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit status.
@@ -123,6 +126,7 @@ pub fn run() -> ExitCode {
         Command::Train(args) => train::run(args, &cli.global),
         Command::Calibrate(args) => calibrate::run(args, &cli.global),
         Command::Eval(args) => eval::run(args, &cli.global),
+        Command::Serve(args) => serve::run(args, &cli.global),
         Command::Accuracy(args) => accuracy::run(args, &cli.global),
     };
     match outcome {

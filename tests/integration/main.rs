@@ -11,4 +11,5 @@ mod common;
 mod document;
 mod engine;
 mod eval;
+mod serve;
 mod train;

@@ -1,0 +1,240 @@
+//! The model thread: owns the model, one session and the classifier, and takes jobs from a
+//! bounded queue. Requests never wait for room in the queue: a full queue is an immediate
+//! refusal, which the HTTP layer answers with 429.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::classifier::Classifier;
+use crate::document::{DocumentError, prepare_document};
+use crate::engine::{Model, ModelFacts, ModelOptions, Session, SessionOptions};
+use crate::pack::AdapterPack;
+use crate::policy::PolicyConfig;
+use crate::record::ResultRecord;
+
+use super::metrics::Metrics;
+
+/// One request's documents, classified together under one exit setting.
+pub struct Job {
+    /// `(id, text)` of each document.
+    pub documents: Vec<(String, String)>,
+    /// The exit setting.
+    pub config: PolicyConfig,
+    /// Where the answers go; a closed receiver (the client left) skips the job.
+    pub respond: oneshot::Sender<Vec<Result<ResultRecord, String>>>,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The queue is full: try again later.
+    Full,
+    /// The model thread has stopped.
+    Stopped,
+}
+
+/// What the model thread needs to start.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The GGUF file.
+    pub model_path: PathBuf,
+    /// llama.cpp model options.
+    pub model_options: ModelOptions,
+    /// CPU threads for decoding (`None`: all cores).
+    pub threads: Option<usize>,
+    /// Most tokens read per document.
+    pub token_limit: usize,
+    /// Jobs that may wait in the queue.
+    pub queue_capacity: usize,
+}
+
+/// The handle the HTTP layer holds.
+pub struct Worker {
+    sender: Mutex<Option<SyncSender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    ready: Arc<AtomicBool>,
+    depth: Arc<AtomicUsize>,
+    facts: Arc<OnceLock<ModelFacts>>,
+}
+
+impl Worker {
+    /// Starts the model thread; the model is loaded there. `on_ready` runs on that thread once
+    /// the model is loaded (or with the error if it cannot be).
+    pub fn start(
+        options: WorkerOptions,
+        pack: Arc<AdapterPack>,
+        metrics: Arc<Metrics>,
+        on_ready: Box<dyn FnOnce(Result<ModelFacts, String>) + Send>,
+    ) -> std::io::Result<Self> {
+        let (sender, receiver) = sync_channel::<Job>(options.queue_capacity.max(1));
+        let ready = Arc::new(AtomicBool::new(false));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let facts = Arc::new(OnceLock::new());
+        let thread = {
+            let shared = Shared {
+                ready: Arc::clone(&ready),
+                depth: Arc::clone(&depth),
+                facts: Arc::clone(&facts),
+            };
+            std::thread::Builder::new()
+                .name("exitwise-model".into())
+                .spawn(move || {
+                    run(options, &pack, &metrics, &receiver, &shared, on_ready);
+                })?
+        };
+        Ok(Worker {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            ready,
+            depth,
+            facts,
+        })
+    }
+
+    /// The model's facts, once it is loaded.
+    pub fn model_facts(&self) -> Option<&ModelFacts> {
+        self.facts.get()
+    }
+
+    /// Whether the model and pack are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Acquire)
+    }
+
+    /// Queues `job` without waiting.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        let guard = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        let sender = guard.as_ref().ok_or(SubmitError::Stopped)?;
+        self.depth.fetch_add(1, Ordering::AcqRel);
+        match sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.depth.fetch_sub(1, Ordering::AcqRel);
+                Err(match error {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+
+    /// Closes the queue and waits until the model thread has answered every queued job.
+    pub fn shut_down(&self) {
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// What the model thread shares with the handle.
+struct Shared {
+    ready: Arc<AtomicBool>,
+    depth: Arc<AtomicUsize>,
+    facts: Arc<OnceLock<ModelFacts>>,
+}
+
+fn run(
+    options: WorkerOptions,
+    pack: &AdapterPack,
+    metrics: &Metrics,
+    receiver: &Receiver<Job>,
+    shared: &Shared,
+    on_ready: Box<dyn FnOnce(Result<ModelFacts, String>) + Send>,
+) {
+    let model = match Model::load(&options.model_path, &options.model_options) {
+        Ok(model) => model,
+        Err(error) => {
+            on_ready(Err(format!(
+                "cannot load the model `{}`: {error}",
+                options.model_path.display()
+            )));
+            return;
+        }
+    };
+    let session = match Session::new(
+        &model,
+        &SessionOptions {
+            context_tokens: options.token_limit,
+            threads: options.threads,
+            tap: true,
+        },
+    ) {
+        Ok(session) => session,
+        Err(error) => {
+            on_ready(Err(format!("cannot create a session: {error}")));
+            return;
+        }
+    };
+    let Some(first_config) = pack
+        .manifest
+        .calibration
+        .as_ref()
+        .and_then(|calibration| calibration.operating_points.first())
+        .map(|point| point.config)
+    else {
+        on_ready(Err("the pack has no exit calibration".into()));
+        return;
+    };
+    let mut classifier = Classifier::new(session, pack, first_config);
+    let _ = shared.facts.set(model.facts().clone());
+    shared.ready.store(true, Ordering::Release);
+    on_ready(Ok(model.facts().clone()));
+
+    // Ends when every sender is gone and the queue is empty: queued jobs are all answered.
+    while let Ok(job) = receiver.recv() {
+        shared.depth.fetch_sub(1, Ordering::AcqRel);
+        if job.respond.is_closed() {
+            metrics.record_abandoned();
+            continue;
+        }
+        classifier.set_config(job.config);
+        let mut answers = Vec::with_capacity(job.documents.len());
+        for (id, text) in &job.documents {
+            let started = Instant::now();
+            let answer = match prepare_document(&model, text, options.token_limit) {
+                Ok(document) => classifier
+                    .classify(&document)
+                    .map_err(|error| format!("cannot classify `{id}`: {error}")),
+                Err(DocumentError::Empty) => Err(format!("the document `{id}` is empty")),
+                Err(error) => Err(format!("cannot read `{id}`: {error}")),
+            };
+            answers.push(answer.map(|result| {
+                metrics.record_document(&result);
+                ResultRecord::new(
+                    id,
+                    &pack.manifest.labels,
+                    &result,
+                    started.elapsed().as_secs_f64() * 1e3,
+                )
+            }));
+        }
+        // The client may have gone meanwhile; nothing to do then.
+        let _ = job.respond.send(answers);
+    }
+}

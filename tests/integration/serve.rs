@@ -1,0 +1,284 @@
+//! `exitwise serve`: the router in-process with the real model and the default pack, and the
+//! command's set-up errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use exitwise::pack::AdapterPack;
+use exitwise::policy::PolicyKind;
+use exitwise::server::metrics::Metrics;
+use exitwise::server::worker::{Worker, WorkerOptions};
+use exitwise::server::{AppState, Limits, router};
+
+use crate::common::{TestModel, exitwise, model_path, text};
+
+/// A started server state (model loaded) with `queue` places and at most 3 texts a request.
+fn state(queue: usize, max_body_bytes: usize) -> Option<Arc<AppState>> {
+    let model = model_path(TestModel::Gemma)?;
+    let pack = Arc::new(
+        AdapterPack::embedded()
+            .expect("a compiled-in pack")
+            .expect("it loads"),
+    );
+    let metrics = Arc::new(Metrics::new(pack.manifest.model.layers));
+    let worker = Worker::start(
+        WorkerOptions {
+            model_path: model,
+            model_options: exitwise::engine::ModelOptions::default(),
+            threads: Some(1),
+            token_limit: pack.manifest.token_limit,
+            queue_capacity: queue,
+        },
+        Arc::clone(&pack),
+        Arc::clone(&metrics),
+        Box::new(|outcome| assert!(outcome.is_ok(), "{outcome:?}")),
+    )
+    .expect("worker starts");
+    let limits = Limits {
+        max_body_bytes,
+        max_texts: 3,
+        request_timeout: Duration::from_secs(60),
+        queue_capacity: queue,
+        default_policy: PolicyKind::TwoDimensional,
+        default_budget: 1.0,
+    };
+    let state = Arc::new(AppState::new(worker, pack, metrics, limits));
+    let started = Instant::now();
+    while !state.worker.is_ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the model never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(state)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Sends one request through the router: (status, headers' Retry-After, body text).
+async fn send(
+    state: &Arc<AppState>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, Option<String>, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    let response = router(Arc::clone(state))
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().expect("ascii").to_string());
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        retry_after,
+        String::from_utf8(bytes.to_vec()).expect("utf-8"),
+    )
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {body}"))
+}
+
+#[test]
+fn every_status_of_the_api() {
+    let Some(state) = state(4, 4096) else {
+        return;
+    };
+    runtime().block_on(async {
+        let (status, _, body) = send(&state, "GET", "/healthz", "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _, body) = send(&state, "GET", "/readyz", "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        // One text: a classify-jsonl record.
+        let (status, _, body) = send(
+            &state,
+            "POST",
+            "/v1/classify",
+            r#"{"text": "A wonderful, moving film. The cast is superb and I loved it.", "id": "r1"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let record = json(&body);
+        assert_eq!(record["id"], "r1");
+        assert_eq!(record["label"], "pos");
+        for field in [
+            "confidence",
+            "probs",
+            "exit",
+            "tokens_read",
+            "tokens_total",
+            "truncated",
+            "cost",
+            "ms",
+        ] {
+            assert!(!record[field].is_null(), "{field} missing: {body}");
+        }
+        assert_eq!(record["exit"]["policy"], "2d");
+
+        // A batch, with a policy: answers in order.
+        let (status, _, body) = send(
+            &state,
+            "POST",
+            "/v1/classify",
+            r#"{"texts": ["Dreadful. A boring mess, avoid it.", "Brilliant and funny."], "policy": "full", "id": "b"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let results = json(&body)["results"].as_array().expect("results").clone();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0]["id"], "b/0");
+        assert_eq!(results[0]["label"], "neg");
+        assert_eq!(results[1]["label"], "pos");
+        assert_eq!(results[1]["exit"]["policy"], "full");
+        assert_eq!(results[1]["exit"]["layer"], 18);
+
+        let cases = [
+            (r#"{"text": "#, StatusCode::BAD_REQUEST, "parse"),
+            (r#"{"text": 5}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid type"),
+            (r#"{"txt": "x"}"#, StatusCode::UNPROCESSABLE_ENTITY, "unknown field"),
+            (r#"{}"#, StatusCode::UNPROCESSABLE_ENTITY, "needs `text`"),
+            (r#"{"text": "  "}"#, StatusCode::UNPROCESSABLE_ENTITY, "empty"),
+            (r#"{"texts": ["a", ""]}"#, StatusCode::UNPROCESSABLE_ENTITY, "text 1 is empty"),
+            (r#"{"texts": []}"#, StatusCode::UNPROCESSABLE_ENTITY, "empty"),
+            (r#"{"text": "a", "texts": ["b"]}"#, StatusCode::UNPROCESSABLE_ENTITY, "not both"),
+            (r#"{"text": "a", "policy": "fast"}"#, StatusCode::UNPROCESSABLE_ENTITY, "unknown policy `fast`"),
+            (r#"{"text": "a", "budget": 3}"#, StatusCode::UNPROCESSABLE_ENTITY, "calibrated budgets"),
+            (r#"{"texts": ["a", "b", "c", "d"]}"#, StatusCode::PAYLOAD_TOO_LARGE, "at most 3"),
+        ];
+        for (body, expected, reason) in cases {
+            let (status, _, answer) = send(&state, "POST", "/v1/classify", body).await;
+            assert_eq!(status, expected, "{body} → {answer}");
+            let error = json(&answer)["error"].as_str().expect("error text").to_string();
+            assert!(error.contains(reason), "{body} → {error}");
+        }
+        let huge = format!(r#"{{"text": "{}"}}"#, "word ".repeat(2000));
+        let (status, _, answer) = send(&state, "POST", "/v1/classify", &huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+        let (status, _, _) = send(&state, "GET", "/nowhere", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // Info names the model, the pack and its operating points.
+        let (status, _, body) = send(&state, "GET", "/v1/info", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let info = json(&body);
+        assert_eq!(info["model"]["architecture"], "gemma3");
+        assert_eq!(info["pack"]["name"], "gemma3-270m-imdb");
+        assert_eq!(info["pack"]["labels"], serde_json::json!(["neg", "pos"]));
+        assert!(info["operating_points"].as_array().is_some_and(|points| points.len() > 4));
+
+        // Metrics: Prometheus text that counts what happened.
+        let (status, _, body) = send(&state, "GET", "/metrics", "").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in body.lines().filter(|line| !line.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').expect("name value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            assert!(name.starts_with("exitwise_"), "{line}");
+        }
+        assert!(body.contains("exitwise_documents_total 3\n"), "{body}");
+        assert!(body.contains("exitwise_requests_total{status=\"422\"}"), "{body}");
+        assert!(body.contains("exitwise_exit_layer_bucket{le=\"18\"} 3\n"), "{body}");
+        assert!(body.contains("exitwise_queue_depth 0\n"), "{body}");
+    });
+}
+
+#[test]
+fn a_full_queue_answers_429_at_once_and_every_accepted_request_is_answered() {
+    let Some(state) = state(1, 1 << 20) else {
+        return;
+    };
+    let long_review = "The film starts slowly but the middle act is gripping. ".repeat(30);
+    let body =
+        serde_json::json!({ "texts": [long_review, long_review, long_review], "policy": "full" })
+            .to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let statuses: Vec<(StatusCode, Option<String>)> = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let state = Arc::clone(&state);
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                let (status, retry_after, _) = send(&state, "POST", "/v1/classify", &body).await;
+                (status, retry_after)
+            }));
+        }
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.expect("task"));
+        }
+        statuses
+    });
+    let accepted = statuses
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    let refused: Vec<_> = statuses
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(accepted + refused.len(), 6, "{statuses:?}");
+    // At most one request runs and one waits; the others are refused at once.
+    assert!((1..=2).contains(&accepted), "{statuses:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, retry)| retry.as_deref() == Some("1"))
+    );
+    state.worker.shut_down();
+}
+
+#[test]
+fn serve_refuses_unknown_configuration_keys_and_a_taken_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nqueue_size = 3\n").expect("write");
+    let output = exitwise(&["serve", "--config", config.to_str().expect("utf-8")], b"");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("unknown field `queue_size`"), "{stderr}");
+    assert!(stderr.contains("serve.toml"), "{stderr}");
+
+    if model_path(TestModel::Gemma).is_none() {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = exitwise(&["serve", "--listen", &address], b"");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains(&format!("cannot listen on `{address}`")),
+        "{}",
+        text(&output.stderr)
+    );
+}
