@@ -51,7 +51,7 @@ impl Histogram {
 
 #[derive(Debug)]
 struct State {
-    requests: BTreeMap<u16, u64>,
+    requests: BTreeMap<(String, u16), u64>,
     latency: Histogram,
     exit_layer: Histogram,
     exit_sentence: Histogram,
@@ -96,10 +96,14 @@ impl Metrics {
         update(&mut state)
     }
 
-    /// One answered request.
-    pub fn record_request(&self, status: u16, seconds: f64) {
+    /// One answered request to `route` (the matched route, never the raw path, so the label
+    /// set stays small).
+    pub fn record_request(&self, route: &str, status: u16, seconds: f64) {
         self.with(|state| {
-            *state.requests.entry(status).or_default() += 1;
+            *state
+                .requests
+                .entry((route.to_string(), status))
+                .or_default() += 1;
             state.latency.observe(seconds);
         });
     }
@@ -126,11 +130,14 @@ impl Metrics {
             let mut text = String::new();
             let _ = writeln!(
                 text,
-                "# HELP exitwise_requests_total HTTP requests answered, by status code"
+                "# HELP exitwise_requests_total HTTP requests answered, by route and status code"
             );
             let _ = writeln!(text, "# TYPE exitwise_requests_total counter");
-            for (status, count) in &state.requests {
-                let _ = writeln!(text, "exitwise_requests_total{{status=\"{status}\"}} {count}");
+            for ((route, status), count) in &state.requests {
+                let _ = writeln!(
+                    text,
+                    "exitwise_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                );
             }
             state.latency.render(
                 &mut text,
@@ -211,12 +218,16 @@ mod tests {
     #[test]
     fn histograms_are_cumulative_and_render_in_prometheus_form() {
         let metrics = Metrics::new(3);
-        metrics.record_request(200, 0.02);
-        metrics.record_request(200, 0.3);
-        metrics.record_request(429, 0.001);
+        metrics.record_request("/v1/classify", 200, 0.02);
+        metrics.record_request("/v1/classify", 200, 0.3);
+        metrics.record_request("/v1/classify", 429, 0.001);
         let text = metrics.render(2, 8, true);
-        assert!(text.contains("exitwise_requests_total{status=\"200\"} 2\n"));
-        assert!(text.contains("exitwise_requests_total{status=\"429\"} 1\n"));
+        assert!(
+            text.contains("exitwise_requests_total{route=\"/v1/classify\",status=\"200\"} 2\n")
+        );
+        assert!(
+            text.contains("exitwise_requests_total{route=\"/v1/classify\",status=\"429\"} 1\n")
+        );
         assert!(text.contains("exitwise_request_duration_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("exitwise_request_duration_seconds_bucket{le=\"0.025\"} 2\n"));
         assert!(text.contains("exitwise_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));

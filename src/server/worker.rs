@@ -177,6 +177,21 @@ fn run(
             return;
         }
     };
+    // A pack for another architecture or width is refused; another quantization is a warning.
+    match pack.check_model(model.facts(), None, false) {
+        Ok(warnings) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(error) => {
+            on_ready(Err(format!(
+                "cannot use the pack with the model `{}`: {error}",
+                options.model_path.display()
+            )));
+            return;
+        }
+    }
     let session = match Session::new(
         &model,
         &SessionOptions {

@@ -203,7 +203,10 @@ fn every_status_of_the_api() {
             assert!(name.starts_with("exitwise_"), "{line}");
         }
         assert!(body.contains("exitwise_documents_total 3\n"), "{body}");
-        assert!(body.contains("exitwise_requests_total{status=\"422\"}"), "{body}");
+        assert!(
+            body.contains("exitwise_requests_total{route=\"/v1/classify\",status=\"422\"}"),
+            "{body}"
+        );
         assert!(body.contains("exitwise_exit_layer_bucket{le=\"18\"} 3\n"), "{body}");
         assert!(body.contains("exitwise_queue_depth 0\n"), "{body}");
     });
