@@ -262,7 +262,7 @@ fn a_full_queue_answers_429_at_once_and_every_accepted_request_is_answered() {
 }
 
 #[test]
-fn serve_refuses_unknown_configuration_keys_and_a_taken_address() {
+fn serve_refuses_unknown_configuration_keys_a_taken_address_and_a_pack_for_another_model() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("serve.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nqueue_size = 3\n").expect("write");
@@ -281,6 +281,28 @@ fn serve_refuses_unknown_configuration_keys_and_a_taken_address() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).contains(&format!("cannot listen on `{address}`")),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let Some(other) = model_path(TestModel::Smol) else {
+        return;
+    };
+    let output = exitwise(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--model",
+            other.to_str().expect("utf-8"),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("pack `gemma3-270m-imdb` does not fit the model"),
         "{}",
         text(&output.stderr)
     );
