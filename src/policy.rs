@@ -11,9 +11,10 @@
 //! - [`PolicyKind::Sentence`]: sentence by sentence at full depth, the best layer's head decides
 //!   after each sentence; stop at the first confident sentence (the exiting sentence is computed
 //!   only up to the best layer, since nothing reads its deeper layers).
-//! - [`PolicyKind::TwoDimensional`]: sentence by sentence, layer by layer inside each sentence
-//!   up to a depth cap; exit at the first confident cell. No sentence is computed deeper than the
-//!   cap, so the KV cache always holds every layer the next sentence needs.
+//! - [`PolicyKind::TwoDimensional`]: pass by pass — one sentence (the paper's walk), or whole
+//!   sentences gathered up to a calibrated number of tokens — layer by layer inside each pass up
+//!   to a depth cap; exit at the first confident cell. No pass is computed deeper than the cap,
+//!   so the KV cache always holds every layer the next pass needs.
 //!
 //! When no cell is confident the answer is the deepest computed cell of the last sentence.
 //!

@@ -22,7 +22,8 @@ use super::{EXIT_FAILURES, EXIT_OK, GlobalOptions, load_model, load_pack, model_
 /// Exit policy choices on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PolicyArgument {
-    /// Sentence by sentence, layer by layer inside each sentence (capped depth)
+    /// Pass by pass (a sentence, or whole sentences up to a calibrated size), layer by layer
+    /// inside each pass, up to a depth cap
     #[value(name = "2d")]
     TwoDimensional,
     /// The whole document at once, exit at the first confident layer
