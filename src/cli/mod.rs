@@ -12,6 +12,7 @@ mod inspect;
 mod models;
 mod output;
 mod plot;
+mod quantize;
 mod segment;
 mod serve;
 mod train;
@@ -109,6 +110,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Serve classifications over HTTP (JSON), for systemd and small boxes
     Serve(serve::ServeArgs),
+    /// Write another quantization of a model file (llama.cpp's quantizer)
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit status.
@@ -127,6 +130,7 @@ pub fn run() -> ExitCode {
         Command::Calibrate(args) => calibrate::run(args, &cli.global),
         Command::Eval(args) => eval::run(args, &cli.global),
         Command::Serve(args) => serve::run(args, &cli.global),
+        Command::Quantize(args) => quantize::run(args, &cli.global),
         Command::Accuracy(args) => accuracy::run(args, &cli.global),
     };
     match outcome {

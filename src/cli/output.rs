@@ -46,6 +46,11 @@ pub fn steps_bar(total: u64, message: &str) -> ProgressBar {
     bar(total, "{msg} [{bar:30}] {pos}/{len} ({eta})", message)
 }
 
+/// A spinner with a message that the caller updates (work without a known total).
+pub fn spinner(message: &str) -> ProgressBar {
+    bar(0, "{spinner} {msg}", message)
+}
+
 /// A document-count progress bar with documents per second and the ETA.
 pub fn documents_bar(total: u64, message: &str) -> ProgressBar {
     bar(

@@ -12,10 +12,12 @@
 
 mod backend;
 mod model;
+mod quantize;
 mod session;
 mod tap;
 
 pub use model::{Model, ModelFacts, ModelOptions, Token};
+pub use quantize::{QuantizationType, QuantizeOptions, quantize};
 pub use session::{FeedOutcome, Session, SessionOptions};
 pub use tap::{Flow, LayerHidden, LayerObserver};
 
@@ -69,6 +71,14 @@ pub enum EngineError {
     /// The layer tap saw something it cannot read (unexpected tensor type or shape).
     #[error("the layer tap failed: {0}")]
     Tap(String),
+    /// `llama_model_quantize` failed.
+    #[error("llama.cpp failed to quantize the model (code {code}){}", llama_reason(.reason))]
+    Quantize {
+        /// Its return code.
+        code: u32,
+        /// The last error llama.cpp logged, if any.
+        reason: Option<String>,
+    },
 }
 
 fn llama_reason(reason: &Option<String>) -> String {

@@ -11,5 +11,6 @@ mod common;
 mod document;
 mod engine;
 mod eval;
+mod quantize;
 mod serve;
 mod train;
