@@ -30,8 +30,15 @@ use super::{EXIT_OK, GlobalOptions, load_model, load_pack, model_sha256, output}
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// GGUF model file, or the name of a catalog model [default: the catalog's default model]
-    #[arg(long, value_name = "PATH|NAME")]
+    #[arg(long, value_name = "PATH|NAME", conflicts_with = "models")]
     model: Option<PathBuf>,
+
+    /// Several model files (e.g. quantizations of one model), comma-separated: prints a matrix
+    /// of models × policies from one interleaved run, speed-ups against the first model's
+    /// `full`, and the product check (quantization speed-up × exit speed-up against both
+    /// together). Put the reference (e.g. F16) first. All use the same pack.
+    #[arg(long, value_name = "A.gguf,B.gguf,…", value_delimiter = ',', num_args = 1..)]
+    models: Vec<PathBuf>,
 
     /// Adapter pack: a folder, or the name of a pack in `adapters/` [default: the compiled-in
     /// pack]
@@ -194,6 +201,9 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         super::plot::check_path(path)?;
     }
     let runs = args.runs as usize;
+    if !args.models.is_empty() {
+        return run_matrix(args, global);
+    }
     let pack = load_pack(args.adapters.as_ref())?;
     let manifest = &pack.manifest;
     let fields = FieldNames {
@@ -720,4 +730,345 @@ fn build_features() -> Vec<&'static str> {
         features.push("cpu");
     }
     features
+}
+
+/// One model of the matrix, loaded, with what loading it cost in resident memory.
+struct MatrixModel {
+    model: exitwise::engine::Model,
+    label: String,
+    quantization: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MatrixRow {
+    model: String,
+    quantization: String,
+    /// Resident memory added by loading the model, creating its session and the warm-up (MB).
+    rss_added_mb: f64,
+    policies: BTreeMap<&'static str, PolicySummary>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProductCheck {
+    model: String,
+    /// Wall-clock speed-up of this model's `full` over the reference's `full`.
+    quantization_speedup: f64,
+    /// Wall-clock speed-up of the reference's exit policy over its `full`.
+    exit_speedup: f64,
+    /// Their product: what the two savings would give if they multiplied.
+    predicted: f64,
+    /// Measured: this model's exit policy over the reference's `full`.
+    measured: f64,
+    /// The exit policy compared.
+    policy: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct MatrixReport {
+    documents: usize,
+    runs: usize,
+    budget: f64,
+    data: String,
+    machine: MachineFacts,
+    peak_rss_mb: f64,
+    rows: Vec<MatrixRow>,
+    product_check: Vec<ProductCheck>,
+}
+
+/// Resident and peak resident memory of this process in MB (Linux; 0 elsewhere).
+fn resident_memory_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kilobytes| kilobytes.parse::<f64>().ok())
+            .map_or(0.0, |kilobytes| kilobytes / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `eval --models`: the models × policies matrix.
+fn run_matrix(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    let runs = args.runs as usize;
+    let pack = load_pack(args.adapters.as_ref())?;
+    let manifest = &pack.manifest;
+    let fields = FieldNames {
+        text: args.text_field.clone(),
+        label: args
+            .label_field
+            .clone()
+            .unwrap_or_else(|| manifest.training.label_field.clone()),
+        ..FieldNames::default()
+    };
+    let data = Dataset::read(&args.data, &fields, args.limit)?;
+    data.check_labels_within(&manifest.labels)?;
+    let mut kinds: Vec<PolicyKind> = Vec::new();
+    for policy in &args.policies {
+        let kind = PolicyKind::from(*policy);
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if !kinds.contains(&PolicyKind::Full) {
+        // Every speed-up of the matrix is against the reference's `full`.
+        kinds.insert(0, PolicyKind::Full);
+    }
+    let configs: Vec<PolicyConfig> = kinds
+        .iter()
+        .map(|&kind| pack.operating_point(kind, args.budget))
+        .collect::<Result<_, _>>()?;
+
+    // Resident memory is measured around each model's load and, below, around its session's
+    // creation and warm-up (which faults its compute buffers in): their sum is the row's cost.
+    let mut loaded = Vec::new();
+    let mut rss_added = Vec::new();
+    for path in &args.models {
+        let before = resident_memory_mb().0;
+        let model = load_model(Some(path), global)?;
+        for warning in pack.check_model(model.facts(), None, false)? {
+            eprintln!("warning: {warning}");
+        }
+        let quantization = model.facts().quantization.clone().unwrap_or_default();
+        loaded.push(MatrixModel {
+            label: file_name(path),
+            quantization,
+            model,
+        });
+        rss_added.push(resident_memory_mb().0 - before);
+    }
+    // Tokenization comes from each file's vocabulary (quantizations of one model agree).
+    let mut documents: Vec<(usize, Vec<PreparedDocument>, usize)> = Vec::new();
+    for (index, document) in data.documents.iter().enumerate() {
+        let class = manifest
+            .labels
+            .iter()
+            .position(|label| *label == document.label)
+            .context("a label outside the pack passed the label check")?;
+        let prepared: Result<Vec<PreparedDocument>, _> = loaded
+            .iter()
+            .map(|entry| prepare_document(&entry.model, &document.text, manifest.token_limit))
+            .collect();
+        match prepared {
+            Ok(prepared) => documents.push((index, prepared, class)),
+            Err(error) => eprintln!("warning: document `{}` left out: {error}", document.id),
+        }
+    }
+    anyhow::ensure!(
+        !documents.is_empty(),
+        "no document of `{}` has text to classify",
+        args.data.display()
+    );
+    let mut classifiers = Vec::new();
+    let mut threads = 0;
+    for (which, entry) in loaded.iter().enumerate() {
+        let before = resident_memory_mb().0;
+        let session = Session::new(
+            &entry.model,
+            &SessionOptions {
+                context_tokens: manifest.token_limit,
+                threads: global.threads(),
+                tap: true,
+            },
+        )
+        .context("cannot create a session")?;
+        threads = session.threads();
+        let mut classifier = Classifier::new(session, &pack, configs[0]);
+        for &config in &configs {
+            classifier.set_config(config);
+            classifier
+                .classify(&documents[0].1[which])
+                .context("cannot classify the warm-up document")?;
+        }
+        classifiers.push(classifier);
+        rss_added[which] += resident_memory_mb().0 - before;
+    }
+    let entries: Vec<(usize, usize)> = (0..loaded.len())
+        .flat_map(|model| (0..kinds.len()).map(move |policy| (model, policy)))
+        .collect();
+    let mut results: Vec<Vec<DocumentResult>> = entries
+        .iter()
+        .map(|_| Vec::with_capacity(documents.len()))
+        .collect();
+    let bar = output::documents_bar((documents.len() * runs) as u64, "eval");
+    for run in 0..runs {
+        for (position, (index, prepared, class)) in documents.iter().enumerate() {
+            for offset in 0..entries.len() {
+                let which = (position + run + offset) % entries.len();
+                let (model, policy) = entries[which];
+                let classifier = &mut classifiers[model];
+                classifier.set_config(configs[policy]);
+                let started = Instant::now();
+                let classification = classifier.classify(&prepared[model]).with_context(|| {
+                    format!("cannot classify document `{}`", data.documents[*index].id)
+                })?;
+                let milliseconds = started.elapsed().as_secs_f64() * 1000.0;
+                if run == 0 {
+                    results[which].push(DocumentResult {
+                        class: *class,
+                        predicted: classification.class,
+                        exit_layer: classification.exit.layer,
+                        sentences_read: classification.exit.sentence,
+                        token_layers: classification.token_layers,
+                        full_token_layers: classification.full_token_layers,
+                        milliseconds: vec![milliseconds],
+                    });
+                } else {
+                    results[which][position].milliseconds.push(milliseconds);
+                }
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let (_, peak) = resident_memory_mb();
+
+    let classes = manifest.labels.len();
+    let at = |model: usize, kind: PolicyKind| -> Option<&[DocumentResult]> {
+        let policy = kinds.iter().position(|&known| known == kind)?;
+        let which = entries.iter().position(|&entry| entry == (model, policy))?;
+        Some(results[which].as_slice())
+    };
+    let reference_full = at(0, PolicyKind::Full);
+    let reference_layer = at(0, PolicyKind::Layer);
+    let mut rows = Vec::new();
+    for (model, entry) in loaded.iter().enumerate() {
+        let mut policies = BTreeMap::new();
+        for &kind in &kinds {
+            if let Some(own) = at(model, kind) {
+                policies.insert(
+                    kind.name(),
+                    summarise(own, classes, reference_full, reference_layer),
+                );
+            }
+        }
+        rows.push(MatrixRow {
+            model: entry.label.clone(),
+            quantization: entry.quantization.clone(),
+            rss_added_mb: rss_added[model],
+            policies,
+        });
+    }
+    let wall = |row: &MatrixRow, kind: PolicyKind| {
+        row.policies
+            .get(kind.name())
+            .and_then(|summary| summary.speedup_vs_full_wall)
+    };
+    let mut product_check = Vec::new();
+    for &kind in kinds.iter().filter(|&&kind| kind != PolicyKind::Full) {
+        for row in rows.iter().skip(1) {
+            if let (Some(quantization), Some(exit), Some(measured)) = (
+                wall(row, PolicyKind::Full),
+                wall(&rows[0], kind),
+                wall(row, kind),
+            ) {
+                product_check.push(ProductCheck {
+                    model: row.model.clone(),
+                    quantization_speedup: quantization,
+                    exit_speedup: exit,
+                    predicted: quantization * exit,
+                    measured,
+                    policy: kind.name(),
+                });
+            }
+        }
+    }
+    let report = MatrixReport {
+        documents: documents.len(),
+        runs,
+        budget: args.budget,
+        data: args.data.display().to_string(),
+        machine: MachineFacts {
+            cpu: cpu_model(),
+            logical_cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            threads,
+            build_features: build_features(),
+            exitwise_version: env!("CARGO_PKG_VERSION"),
+            commit: env!("EXITWISE_BUILD_COMMIT"),
+            model: args
+                .models
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            model_sha256: String::new(),
+            model_quantization: String::new(),
+            pack: manifest.name.clone(),
+        },
+        peak_rss_mb: peak,
+        rows,
+        product_check,
+    };
+    output::print(&render_matrix(&report, &kinds))?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write the JSON report to `{}`", path.display()))?;
+        eprintln!("report written to `{}`", path.display());
+    }
+    Ok(EXIT_OK)
+}
+
+fn render_matrix(report: &MatrixReport, kinds: &[PolicyKind]) -> String {
+    let mut text = format!(
+        "{} documents of `{}`, {} run(s), budget {}, {} threads, pack {}; cells: accuracy, documents/s (speed-up over the first row's full)\n",
+        report.documents,
+        report.data,
+        report.runs,
+        report.budget,
+        report.machine.threads,
+        report.machine.pack
+    );
+    let _ = write!(text, "{:<28} {:>8} {:>9}", "model", "quant", "+RSS MB");
+    for kind in kinds {
+        let _ = write!(text, " {:>26}", kind.name());
+    }
+    text.push('\n');
+    for row in &report.rows {
+        let _ = write!(
+            text,
+            "{:<28} {:>8} {:>9.0}",
+            row.model, row.quantization, row.rss_added_mb
+        );
+        for kind in kinds {
+            match row.policies.get(kind.name()) {
+                Some(summary) => {
+                    let _ = write!(
+                        text,
+                        " {:>26}",
+                        format!(
+                            "{:.4} {:>6.2}/s ({:.2}x)",
+                            summary.accuracy,
+                            summary.docs_per_s,
+                            summary.speedup_vs_full_wall.unwrap_or(0.0)
+                        )
+                    );
+                }
+                None => {
+                    let _ = write!(text, " {:>26}", "-");
+                }
+            }
+        }
+        text.push('\n');
+    }
+    let _ = writeln!(
+        text,
+        "peak resident memory of the process: {:.0} MB",
+        report.peak_rss_mb
+    );
+    for check in &report.product_check {
+        let _ = writeln!(
+            text,
+            "{} + {} against the first row's full: measured {:.2}x; quantization alone {:.2}x × {} alone {:.2}x = {:.2}x",
+            check.model,
+            check.policy,
+            check.measured,
+            check.quantization_speedup,
+            check.policy,
+            check.exit_speedup,
+            check.predicted
+        );
+    }
+    text
 }

@@ -202,3 +202,62 @@ fn eval_refuses_zero_runs_and_a_plot_format_it_cannot_write() {
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn eval_of_several_models_prints_the_matrix_and_the_product_check() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = twenty_reviews(dir.path());
+    let json = dir.path().join("matrix.json");
+    let model = model.to_str().expect("utf-8 path");
+    let both = format!("{model},{model}");
+    let output = exitwise(
+        &[
+            "eval",
+            "--threads",
+            "1",
+            "--models",
+            &both,
+            "--policies",
+            "layer,2d",
+            "--data",
+            data.to_str().expect("utf-8 path"),
+            "--limit",
+            "8",
+            "--runs",
+            "1",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    assert!(table.contains("Q4_K_M"), "{table}");
+    assert!(table.contains("quantization alone"), "{table}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("valid JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        // `full` is always measured: it is the reference of every speed-up.
+        for policy in ["full", "layer", "2d"] {
+            assert!(row["policies"][policy]["accuracy"].is_number(), "{row}");
+        }
+        assert!(number(row, "rss_added_mb") >= 0.0);
+    }
+    // The same file twice: the same answers.
+    assert_eq!(
+        rows[0]["policies"]["2d"]["accuracy"],
+        rows[1]["policies"]["2d"]["accuracy"]
+    );
+    let checks = report["product_check"].as_array().expect("product check");
+    assert_eq!(checks.len(), 2);
+    for check in checks {
+        let predicted = number(check, "quantization_speedup") * number(check, "exit_speedup");
+        assert!((number(check, "predicted") - predicted).abs() < 1e-9);
+    }
+}
