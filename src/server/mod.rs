@@ -153,13 +153,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            log_and_measure,
-        ))
+        // Inside the log, so that a timed-out request is counted and logged as 408.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            log_and_measure,
         ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(state)

@@ -19,7 +19,7 @@ use exitwise::server::{AppState, Limits, router};
 use crate::common::{TestModel, exitwise, model_path, text};
 
 /// A started server state (model loaded) with `queue` places and at most 3 texts a request.
-fn state(queue: usize, max_body_bytes: usize) -> Option<Arc<AppState>> {
+fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<AppState>> {
     let model = model_path(TestModel::Gemma)?;
     let pack = Arc::new(
         AdapterPack::embedded()
@@ -43,7 +43,7 @@ fn state(queue: usize, max_body_bytes: usize) -> Option<Arc<AppState>> {
     let limits = Limits {
         max_body_bytes,
         max_texts: 3,
-        request_timeout: Duration::from_secs(60),
+        request_timeout: timeout,
         queue_capacity: queue,
         default_policy: PolicyKind::TwoDimensional,
         default_budget: 1.0,
@@ -108,7 +108,7 @@ fn json(body: &str) -> Value {
 
 #[test]
 fn every_status_of_the_api() {
-    let Some(state) = state(4, 4096) else {
+    let Some(state) = state(4, 4096, Duration::from_secs(60)) else {
         return;
     };
     runtime().block_on(async {
@@ -214,7 +214,7 @@ fn every_status_of_the_api() {
 
 #[test]
 fn a_full_queue_answers_429_at_once_and_every_accepted_request_is_answered() {
-    let Some(state) = state(1, 1 << 20) else {
+    let Some(state) = state(1, 1 << 20, Duration::from_secs(60)) else {
         return;
     };
     let long_review = "The film starts slowly but the middle act is gripping. ".repeat(30);
@@ -258,6 +258,26 @@ fn a_full_queue_answers_429_at_once_and_every_accepted_request_is_answered() {
             .iter()
             .all(|(_, retry)| retry.as_deref() == Some("1"))
     );
+    state.worker.shut_down();
+}
+
+#[test]
+fn a_request_over_the_timeout_answers_408_and_is_counted() {
+    let Some(state) = state(2, 1 << 20, Duration::from_millis(5)) else {
+        return;
+    };
+    let long_review = "The film starts slowly but the middle act is gripping. ".repeat(40);
+    let body = serde_json::json!({ "text": long_review, "policy": "full" }).to_string();
+    runtime().block_on(async {
+        let (status, _, answer) = send(&state, "POST", "/v1/classify", &body).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{answer}");
+        let (_, _, metrics) = send(&state, "GET", "/metrics", "").await;
+        assert!(
+            metrics.contains("exitwise_requests_total{route=\"/v1/classify\",status=\"408\"} 1"),
+            "{metrics}"
+        );
+    });
+    // The abandoned job is still answered (to nobody) or skipped; the thread stops cleanly.
     state.worker.shut_down();
 }
 
