@@ -206,29 +206,14 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     }
     let pack = load_pack(args.adapters.as_ref())?;
     let manifest = &pack.manifest;
-    let fields = FieldNames {
-        text: args.text_field.clone(),
-        label: args
-            .label_field
-            .clone()
-            .unwrap_or_else(|| manifest.training.label_field.clone()),
-        ..FieldNames::default()
-    };
-    let data = Dataset::read(&args.data, &fields, args.limit)?;
-    data.check_labels_within(&manifest.labels)?;
+    let data = labelled_data(args, &pack)?;
     let model = load_model(args.model.as_ref(), global)?;
     let model_sha256 = model_sha256(&model)?;
     for warning in pack.check_model(model.facts(), Some(&model_sha256), false)? {
         eprintln!("warning: {warning}");
     }
 
-    let mut kinds: Vec<PolicyKind> = Vec::new();
-    for policy in &args.policies {
-        let kind = PolicyKind::from(*policy);
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
+    let kinds = chosen_kinds(args);
     let entries = timed_entries(&pack, &kinds, args.budget, args.plot.is_some())?;
 
     // Tokenize once; documents without text are left out (and said so).
@@ -279,33 +264,13 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             for offset in 0..entries.len() {
                 let which = (position + run + offset) % entries.len();
                 classifier.set_config(entries[which].config);
-                let started = Instant::now();
-                let classification = classifier.classify(document).with_context(|| {
-                    format!("cannot classify document `{}`", data.documents[*index].id)
-                })?;
-                let milliseconds = started.elapsed().as_secs_f64() * 1000.0;
-                if run == 0 {
-                    results[which].push(DocumentResult {
-                        class: *class,
-                        predicted: classification.class,
-                        exit_layer: classification.exit.layer,
-                        sentences_read: classification.exit.sentence,
-                        token_layers: classification.token_layers,
-                        full_token_layers: classification.full_token_layers,
-                        milliseconds: vec![milliseconds],
-                    });
-                } else {
-                    let result = &mut results[which][position];
-                    anyhow::ensure!(
-                        result.predicted == classification.class
-                            && result.token_layers == classification.token_layers,
-                        "document `{}` was classified differently in run {}: the engine is \
-                         not deterministic here",
-                        data.documents[*index].id,
-                        run + 1
-                    );
-                    result.milliseconds.push(milliseconds);
-                }
+                measure_one(
+                    &mut classifier,
+                    document,
+                    (position, *class, &data.documents[*index].id),
+                    run,
+                    &mut results[which],
+                )?;
             }
             bar.inc(1);
         }
@@ -701,6 +666,74 @@ fn render(report: &EvalReport, kinds: &[PolicyKind]) -> String {
     text
 }
 
+/// The labelled data of `--data`, its labels checked against the pack's.
+fn labelled_data(args: &EvalArgs, pack: &AdapterPack) -> anyhow::Result<Dataset> {
+    let manifest = &pack.manifest;
+    let fields = FieldNames {
+        text: args.text_field.clone(),
+        label: args
+            .label_field
+            .clone()
+            .unwrap_or_else(|| manifest.training.label_field.clone()),
+        ..FieldNames::default()
+    };
+    let data = Dataset::read(&args.data, &fields, args.limit)?;
+    data.check_labels_within(&manifest.labels)?;
+    Ok(data)
+}
+
+/// `--policies` without repetitions, in the order given.
+fn chosen_kinds(args: &EvalArgs) -> Vec<PolicyKind> {
+    let mut kinds: Vec<PolicyKind> = Vec::new();
+    for policy in &args.policies {
+        let kind = PolicyKind::from(*policy);
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds
+}
+
+/// Classifies the document at `position` once and records the result and its time in
+/// `results` (one entry per document, in order: the first run adds it, later runs add their
+/// time and check that the answer and the cost did not change).
+fn measure_one(
+    classifier: &mut Classifier<'_, '_>,
+    document: &PreparedDocument,
+    (position, class, id): (usize, usize, &str),
+    run: usize,
+    results: &mut Vec<DocumentResult>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let classification = classifier
+        .classify(document)
+        .with_context(|| format!("cannot classify document `{id}`"))?;
+    let milliseconds = started.elapsed().as_secs_f64() * 1000.0;
+    if run == 0 {
+        results.push(DocumentResult {
+            class,
+            predicted: classification.class,
+            exit_layer: classification.exit.layer,
+            sentences_read: classification.exit.sentence,
+            token_layers: classification.token_layers,
+            full_token_layers: classification.full_token_layers,
+            milliseconds: vec![milliseconds],
+        });
+        return Ok(());
+    }
+    let result = results
+        .get_mut(position)
+        .context("a later run met a document the first run did not")?;
+    anyhow::ensure!(
+        result.predicted == classification.class
+            && result.token_layers == classification.token_layers,
+        "document `{id}` was classified differently in run {}: the engine is not deterministic here",
+        run + 1
+    );
+    result.milliseconds.push(milliseconds);
+    Ok(())
+}
+
 /// The processor's model name (Linux), else the architecture.
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -794,23 +827,8 @@ fn run_matrix(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let runs = args.runs as usize;
     let pack = load_pack(args.adapters.as_ref())?;
     let manifest = &pack.manifest;
-    let fields = FieldNames {
-        text: args.text_field.clone(),
-        label: args
-            .label_field
-            .clone()
-            .unwrap_or_else(|| manifest.training.label_field.clone()),
-        ..FieldNames::default()
-    };
-    let data = Dataset::read(&args.data, &fields, args.limit)?;
-    data.check_labels_within(&manifest.labels)?;
-    let mut kinds: Vec<PolicyKind> = Vec::new();
-    for policy in &args.policies {
-        let kind = PolicyKind::from(*policy);
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
+    let data = labelled_data(args, &pack)?;
+    let mut kinds = chosen_kinds(args);
     if !kinds.contains(&PolicyKind::Full) {
         // Every speed-up of the matrix is against the reference's `full`.
         kinds.insert(0, PolicyKind::Full);
@@ -899,24 +917,13 @@ fn run_matrix(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
                 let (model, policy) = entries[which];
                 let classifier = &mut classifiers[model];
                 classifier.set_config(configs[policy]);
-                let started = Instant::now();
-                let classification = classifier.classify(&prepared[model]).with_context(|| {
-                    format!("cannot classify document `{}`", data.documents[*index].id)
-                })?;
-                let milliseconds = started.elapsed().as_secs_f64() * 1000.0;
-                if run == 0 {
-                    results[which].push(DocumentResult {
-                        class: *class,
-                        predicted: classification.class,
-                        exit_layer: classification.exit.layer,
-                        sentences_read: classification.exit.sentence,
-                        token_layers: classification.token_layers,
-                        full_token_layers: classification.full_token_layers,
-                        milliseconds: vec![milliseconds],
-                    });
-                } else {
-                    results[which][position].milliseconds.push(milliseconds);
-                }
+                measure_one(
+                    classifier,
+                    &prepared[model],
+                    (position, *class, &data.documents[*index].id),
+                    run,
+                    &mut results[which],
+                )?;
             }
             bar.inc(1);
         }
