@@ -341,17 +341,16 @@ pub fn cheapest_at_accuracy(measured: &[(f64, f64)], target: f64) -> Option<(usi
         .map(|(index, &(accuracy, cost))| (index, accuracy, cost))
 }
 
-/// Whether `policy` walked `grid` no cheaper than the oracle (used by tests and as a sanity
-/// check): on a document the policy answers correctly, the oracle never costs more.
-pub fn oracle_bounds(policy: &dyn ExitPolicy, grid: &DocumentGrid, class: usize) -> bool {
-    let outcome = crate::policy::simulate(policy, grid);
-    outcome.prediction != class || oracle(grid, class).token_layers <= outcome.token_layers
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::{ExitRule, PolicyKind};
+
+    /// On a document `policy` answers correctly, the oracle never costs more.
+    fn oracle_bounds(policy: &dyn ExitPolicy, grid: &DocumentGrid, class: usize) -> bool {
+        let outcome = crate::policy::simulate(policy, grid);
+        outcome.prediction != class || oracle(grid, class).token_layers <= outcome.token_layers
+    }
 
     fn result(
         class: usize,
