@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::policy::{Cell, DocumentGrid, ExitPolicy, ExitState, Outcome, PolicyConfig, argmax};
+use crate::policy::{Cell, DocumentGrid, ExitState, Outcome, PolicyConfig, argmax};
 
 /// One policy's result on one document, with its time in every run.
 #[derive(Debug, Clone, PartialEq)]
@@ -344,7 +344,7 @@ pub fn cheapest_at_accuracy(measured: &[(f64, f64)], target: f64) -> Option<(usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{ExitRule, PolicyKind};
+    use crate::policy::{ExitPolicy, ExitRule, PolicyKind};
 
     /// On a document `policy` answers correctly, the oracle never costs more.
     fn oracle_bounds(policy: &dyn ExitPolicy, grid: &DocumentGrid, class: usize) -> bool {
