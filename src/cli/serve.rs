@@ -233,24 +233,23 @@ async fn serve(
             }
         }
     });
+    // The watchdog is pinged as long as the runtime runs, draining after SIGTERM included.
+    if let Some(interval) = systemd::watchdog_interval() {
+        tokio::spawn(async move {
+            loop {
+                let _ = systemd::notify("WATCHDOG=1");
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
     let load_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let shutdown = {
         let load_failure = Arc::clone(&load_failure);
         async move {
-            let watchdog = async {
-                match systemd::watchdog_interval() {
-                    Some(interval) => loop {
-                        let _ = systemd::notify("WATCHDOG=1");
-                        tokio::time::sleep(interval).await;
-                    },
-                    None => std::future::pending::<()>().await,
-                }
-            };
             tokio::select! {
                 () = terminate_signal() => {
                     tracing::info!("stopping: answering the accepted requests");
                 }
-                () = watchdog => {}
                 Ok(reason) = failure => {
                     *load_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
                 }
