@@ -235,24 +235,9 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         args.data.display()
     );
 
-    let session = Session::new(
-        &model,
-        &SessionOptions {
-            context_tokens: manifest.token_limit,
-            threads: global.threads(),
-            tap: true,
-        },
-    )
-    .context("cannot create a session")?;
-    let threads = session.threads();
-    let mut classifier = Classifier::new(session, &pack, entries[0].config);
-    // Warm-up: the first decodes of a session allocate buffers and fault pages in.
-    for entry in &entries {
-        classifier.set_config(entry.config);
-        classifier
-            .classify(&documents[0].1)
-            .context("cannot classify the warm-up document")?;
-    }
+    let configs: Vec<PolicyConfig> = entries.iter().map(|entry| entry.config).collect();
+    let (mut classifier, threads) =
+        warmed_classifier(&model, &pack, global, &configs, &documents[0].1)?;
 
     let mut results: Vec<Vec<DocumentResult>> = entries
         .iter()
@@ -666,6 +651,37 @@ fn render(report: &EvalReport, kinds: &[PolicyKind]) -> String {
     text
 }
 
+/// A session on `model` and a classifier over it, warmed up with every setting of `configs` on
+/// `document` (the first decodes of a session allocate buffers and fault pages in, which must
+/// not be timed); also the session's thread count.
+fn warmed_classifier<'model, 'pack>(
+    model: &'model exitwise::engine::Model,
+    pack: &'pack AdapterPack,
+    global: &GlobalOptions,
+    configs: &[PolicyConfig],
+    document: &PreparedDocument,
+) -> anyhow::Result<(Classifier<'model, 'pack>, usize)> {
+    let session = Session::new(
+        model,
+        &SessionOptions {
+            context_tokens: pack.manifest.token_limit,
+            threads: global.threads(),
+            tap: true,
+        },
+    )
+    .context("cannot create a session")?;
+    let threads = session.threads();
+    let first = configs.first().context("no exit setting to run")?;
+    let mut classifier = Classifier::new(session, pack, *first);
+    for &config in configs {
+        classifier.set_config(config);
+        classifier
+            .classify(document)
+            .context("cannot classify the warm-up document")?;
+    }
+    Ok((classifier, threads))
+}
+
 /// The labelled data of `--data`, its labels checked against the pack's.
 fn labelled_data(args: &EvalArgs, pack: &AdapterPack) -> anyhow::Result<Dataset> {
     let manifest = &pack.manifest;
@@ -882,23 +898,14 @@ fn run_matrix(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let mut threads = 0;
     for (which, entry) in loaded.iter().enumerate() {
         let before = resident_memory_mb().0;
-        let session = Session::new(
+        let (classifier, session_threads) = warmed_classifier(
             &entry.model,
-            &SessionOptions {
-                context_tokens: manifest.token_limit,
-                threads: global.threads(),
-                tap: true,
-            },
-        )
-        .context("cannot create a session")?;
-        threads = session.threads();
-        let mut classifier = Classifier::new(session, &pack, configs[0]);
-        for &config in &configs {
-            classifier.set_config(config);
-            classifier
-                .classify(&documents[0].1[which])
-                .context("cannot classify the warm-up document")?;
-        }
+            &pack,
+            global,
+            &configs,
+            &documents[0].1[which],
+        )?;
+        threads = session_threads;
         classifiers.push(classifier);
         rss_added[which] += resident_memory_mb().0 - before;
     }
