@@ -22,6 +22,9 @@ use super::{EXIT_OK, GlobalOptions, load_pack, resolve_model_path};
 )]
 pub struct ServeArgs {
     /// Where to listen: `HOST:PORT` or `unix:/path/to/socket` [default: 127.0.0.1:8080]
+    ///
+    /// Under systemd socket activation (`LISTEN_FDS`, e.g. `deploy/exitwise.socket`) the socket
+    /// systemd passes is used instead, and this setting is ignored.
     #[arg(long, value_name = "ADDRESS")]
     listen: Option<String>,
 
@@ -93,6 +96,47 @@ fn read_config(path: &Path) -> anyhow::Result<ServeConfig> {
 enum Address {
     Tcp(String),
     Unix(PathBuf),
+}
+
+/// A bound socket, ready to accept.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// The first socket passed by systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`), if any.
+/// Must run inside the runtime, which the adopted socket is registered with.
+fn inherited_listener() -> anyhow::Result<Option<Listener>> {
+    let mut sockets = listenfd::ListenFd::from_env();
+    if sockets.len() == 0 {
+        return Ok(None);
+    }
+    if sockets.len() > 1 {
+        tracing::warn!(
+            "systemd passed {} sockets; only the first is used",
+            sockets.len()
+        );
+    }
+    let context = "cannot use the socket passed by systemd (LISTEN_FDS)";
+    // The TCP attempt leaves the descriptor in place when it is not a TCP socket.
+    if let Ok(Some(listener)) = sockets.take_tcp_listener(0) {
+        listener.set_nonblocking(true).context(context)?;
+        return Ok(Some(Listener::Tcp(
+            tokio::net::TcpListener::from_std(listener).context(context)?,
+        )));
+    }
+    match sockets.take_unix_listener(0) {
+        Ok(Some(listener)) => {
+            listener.set_nonblocking(true).context(context)?;
+            Ok(Some(Listener::Unix(
+                tokio::net::UnixListener::from_std(listener).context(context)?,
+            )))
+        }
+        Ok(None) => Ok(None),
+        Err(error) => Err(anyhow::anyhow!(
+            "{context}: it is neither a TCP nor a Unix stream socket listening ({error})"
+        )),
+    }
 }
 
 fn parse_address(listen: &str) -> Address {
@@ -181,24 +225,26 @@ async fn serve(
     worker_options: WorkerOptions,
 ) -> anyhow::Result<()> {
     // Bind first: a taken port is a set-up error before minutes of model loading.
-    let address = parse_address(&listen);
-    enum Listener {
-        Tcp(tokio::net::TcpListener),
-        Unix(tokio::net::UnixListener),
-    }
-    let listener = match &address {
-        Address::Tcp(address) => Listener::Tcp(
-            tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on `{address}`"))?,
-        ),
-        Address::Unix(path) => {
-            remove_stale_socket(path)?;
-            Listener::Unix(
-                tokio::net::UnixListener::bind(path)
-                    .with_context(|| format!("cannot listen on `unix:{}`", path.display()))?,
-            )
-        }
+    // A socket file this process made, removed at the end (not one systemd passed).
+    let (listener, description, own_socket_file) = match inherited_listener()? {
+        Some(listener) => (listener, "the socket passed by systemd".to_string(), None),
+        None => match parse_address(&listen) {
+            Address::Tcp(address) => (
+                Listener::Tcp(
+                    tokio::net::TcpListener::bind(&address)
+                        .await
+                        .with_context(|| format!("cannot listen on `{address}`"))?,
+                ),
+                listen.clone(),
+                None,
+            ),
+            Address::Unix(path) => {
+                remove_stale_socket(&path)?;
+                let listener = tokio::net::UnixListener::bind(&path)
+                    .with_context(|| format!("cannot listen on `unix:{}`", path.display()))?;
+                (Listener::Unix(listener), listen.clone(), Some(path))
+            }
+        },
     };
 
     let (loaded, loaded_receiver) = tokio::sync::oneshot::channel();
@@ -257,7 +303,7 @@ async fn serve(
             let _ = systemd::notify("STOPPING=1");
         }
     };
-    eprintln!("listening on {listen}");
+    eprintln!("listening on {description}");
     let outcome = match listener {
         Listener::Tcp(listener) => axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -277,7 +323,7 @@ async fn serve(
         None => outcome,
     };
     state.worker.shut_down();
-    if let Address::Unix(path) = &address {
+    if let Some(path) = own_socket_file {
         let _ = std::fs::remove_file(path);
     }
     outcome

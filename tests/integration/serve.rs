@@ -327,3 +327,130 @@ fn serve_refuses_unknown_configuration_keys_a_taken_address_and_a_pack_for_anoth
         text(&output.stderr)
     );
 }
+
+/// Stands in for systemd's socket activation: binds a listening socket on a free port, prints
+/// the port, puts the socket at descriptor 3 and executes the command with `LISTEN_FDS=1` and
+/// `LISTEN_PID` set to its own pid (unchanged by exec). The listener may already be descriptor 3,
+/// where `dup2` changes nothing: hence the explicit `set_inheritable`.
+const SOCKET_ACTIVATION: &str = r#"
+import os, socket, sys
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.bind(("127.0.0.1", 0))
+listener.listen(16)
+print(listener.getsockname()[1], flush=True)
+os.dup2(listener.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+/// Kills the server if the test fails before it stops it.
+struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole answer, or `None` if nobody listens.
+fn http(port: u16, request: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+#[test]
+fn serve_adopts_the_socket_passed_by_systemd_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    if model_path(TestModel::Gemma).is_none() {
+        return;
+    }
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: python3 (the stand-in for systemd) is not installed");
+        return;
+    }
+    // `--listen` names a place that cannot be bound: the passed socket must be used instead.
+    let child = Command::new("python3")
+        .args([
+            "-c",
+            SOCKET_ACTIVATION,
+            env!("CARGO_BIN_EXE_exitwise"),
+            "serve",
+            "--threads",
+            "1",
+            "--listen",
+            "unix:/nonexistent/exitwise.sock",
+        ])
+        .env_remove("EXITWISE_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    let mut server = ServerProcess(child);
+    let mut port_line = String::new();
+    std::io::BufReader::new(server.0.stdout.take().expect("stdout"))
+        .read_line(&mut port_line)
+        .expect("the port is printed");
+    let port: u16 = port_line.trim().parse().expect("a port number");
+
+    let ready = Instant::now();
+    loop {
+        let answer = http(
+            port,
+            "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        if answer.is_some_and(|answer| answer.starts_with("HTTP/1.1 200")) {
+            break;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(
+                &mut server.0.stderr.take().expect("stderr"),
+                &mut stderr,
+            );
+            panic!("the server ended before it was ready ({status}): {stderr}");
+        }
+        assert!(
+            ready.elapsed() < Duration::from_secs(120),
+            "the server did not become ready on the passed socket"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = r#"{"text": "A wonderful film, I loved every minute of it."}"#;
+    let answer = http(
+        port,
+        &format!(
+            "POST /v1/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""label":"pos""#), "{answer}");
+
+    let pid = server.0.id().to_string();
+    let signal = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .expect("sh starts");
+    assert!(signal.success());
+    let status = server.0.wait().expect("the server stops");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.0.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr is read");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("listening on the socket passed by systemd"),
+        "{stderr}"
+    );
+}
