@@ -407,25 +407,7 @@ mod tests {
         assert_eq!(summary.token_layers_mean, 37.5);
     }
 
-    fn grid(
-        sentence_tokens: &[usize],
-        layers: usize,
-        high: impl Fn(usize, usize) -> f32,
-    ) -> DocumentGrid {
-        DocumentGrid {
-            probabilities: (0..sentence_tokens.len())
-                .map(|sentence| {
-                    (0..layers)
-                        .map(|layer| {
-                            let high = high(sentence, layer);
-                            vec![1.0 - high, high]
-                        })
-                        .collect()
-                })
-                .collect(),
-            sentence_tokens: sentence_tokens.to_vec(),
-        }
-    }
+    use crate::policy::two_class_grid as grid;
 
     #[test]
     fn the_oracle_takes_the_cheapest_correct_cell() {

@@ -506,30 +506,34 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
     )
 }
 
+/// A two-class grid where the probability of class 1 is `confidence(sentence, layer)`; for the
+/// unit tests of the policies and of the evaluation.
+#[cfg(test)]
+pub(crate) fn two_class_grid(
+    sentence_tokens: &[usize],
+    layers: usize,
+    confidence: impl Fn(usize, usize) -> f32,
+) -> DocumentGrid {
+    DocumentGrid {
+        probabilities: (0..sentence_tokens.len())
+            .map(|sentence| {
+                (0..layers)
+                    .map(|layer| {
+                        let high = confidence(sentence, layer);
+                        vec![1.0 - high, high]
+                    })
+                    .collect()
+            })
+            .collect(),
+        sentence_tokens: sentence_tokens.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A grid where the confidence of class 1 is `confidence(sentence, layer)`.
-    fn grid(
-        sentence_tokens: &[usize],
-        layers: usize,
-        confidence: impl Fn(usize, usize) -> f32,
-    ) -> DocumentGrid {
-        DocumentGrid {
-            probabilities: (0..sentence_tokens.len())
-                .map(|sentence| {
-                    (0..layers)
-                        .map(|layer| {
-                            let high = confidence(sentence, layer);
-                            vec![1.0 - high, high]
-                        })
-                        .collect()
-                })
-                .collect(),
-            sentence_tokens: sentence_tokens.to_vec(),
-        }
-    }
+    use super::two_class_grid as grid;
 
     fn run(config: &PolicyConfig, grid: &DocumentGrid) -> Outcome {
         simulate(config.policy(grid.layers()).as_ref(), grid)

@@ -12,7 +12,8 @@ use exitwise::training::evaluate_layer;
 
 use super::features::FeatureSource;
 use super::{
-    EXIT_OK, GlobalOptions, load_model, load_pack, model_sha256, output, train::render_layer_table,
+    EXIT_OK, GlobalOptions, LabelledFields, load_model, load_pack, model_sha256, output,
+    train::render_layer_table,
 };
 
 /// Arguments of `exitwise accuracy`.
@@ -31,13 +32,8 @@ pub struct AccuracyArgs {
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
 
-    /// Field (column) holding the text
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    text_field: String,
-
-    /// Field (column) holding the label [default: the field the pack was trained on]
-    #[arg(long, value_name = "NAME")]
-    label_field: Option<String>,
+    #[command(flatten)]
+    fields: LabelledFields,
 
     /// Field (column) holding the document id
     #[arg(long, default_value = "id", value_name = "NAME")]
@@ -62,12 +58,8 @@ pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let pack = load_pack(args.adapters.as_ref())?;
     let manifest = &pack.manifest;
     let fields = FieldNames {
-        text: args.text_field.clone(),
-        label: args
-            .label_field
-            .clone()
-            .unwrap_or_else(|| manifest.training.label_field.clone()),
         id: args.id_field.clone(),
+        ..args.fields.names(manifest)
     };
     let data = Dataset::read(&args.data, &fields, args.max_docs)?;
     data.check_labels_within(&manifest.labels)?;

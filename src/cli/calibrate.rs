@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::dataset::Dataset;
 use exitwise::pack::AdapterPack;
 
 use super::features::FeatureSource;
 use super::train::{calibrate_pack, render_operating_points};
-use super::{EXIT_OK, GlobalOptions, load_model, model_sha256, output};
+use super::{EXIT_OK, GlobalOptions, LabelledFields, load_model, model_sha256, output};
 
 /// Arguments of `exitwise calibrate`.
 #[derive(Debug, clap::Args)]
@@ -26,13 +26,8 @@ pub struct CalibrateArgs {
     #[arg(long, value_name = "PATH|NAME")]
     model: Option<PathBuf>,
 
-    /// Field (column) holding the text
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    text_field: String,
-
-    /// Field (column) holding the label [default: the field the pack was trained on]
-    #[arg(long, value_name = "NAME")]
-    label_field: Option<String>,
+    #[command(flatten)]
+    fields: LabelledFields,
 
     /// Use only the first N development documents
     #[arg(long, value_name = "N")]
@@ -47,14 +42,7 @@ pub struct CalibrateArgs {
 pub fn run(args: &CalibrateArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let mut pack = AdapterPack::load_dir(&args.pack)
         .with_context(|| format!("cannot load the adapter pack `{}`", args.pack.display()))?;
-    let fields = FieldNames {
-        text: args.text_field.clone(),
-        label: args
-            .label_field
-            .clone()
-            .unwrap_or_else(|| pack.manifest.training.label_field.clone()),
-        ..FieldNames::default()
-    };
+    let fields = args.fields.names(&pack.manifest);
     let dev = Dataset::read(&args.dev, &fields, args.max_dev_docs)?;
     dev.check_labels_within(&pack.manifest.labels)?;
     let model = load_model(args.model.as_ref(), global)?;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use exitwise::calibration::{LabelledGrid, candidate_configs, labelled_grids};
 use exitwise::classifier::Classifier;
-use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::dataset::Dataset;
 use exitwise::document::{PreparedDocument, prepare_document};
 use exitwise::engine::{Session, SessionOptions};
 use exitwise::evaluation::{
@@ -24,7 +24,7 @@ use exitwise::policy::{PolicyConfig, PolicyKind, simulate};
 
 use super::classify::PolicyArgument;
 use super::features::FeatureSource;
-use super::{EXIT_OK, GlobalOptions, load_model, load_pack, model_sha256, output};
+use super::{EXIT_OK, GlobalOptions, LabelledFields, load_model, load_pack, model_sha256, output};
 
 /// Arguments of `exitwise eval`.
 #[derive(Debug, clap::Args)]
@@ -49,13 +49,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
 
-    /// Field (column) holding the text
-    #[arg(long, default_value = "text", value_name = "NAME")]
-    text_field: String,
-
-    /// Field (column) holding the label [default: the field the pack was trained on]
-    #[arg(long, value_name = "NAME")]
-    label_field: Option<String>,
+    #[command(flatten)]
+    fields: LabelledFields,
 
     /// Policies to run, comma-separated, in this order for the first document (the order is
     /// rotated by one for each next document)
@@ -239,28 +234,22 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let (mut classifier, threads) =
         warmed_classifier(&model, &pack, global, &configs, &documents[0].1)?;
 
-    let mut results: Vec<Vec<DocumentResult>> = entries
-        .iter()
-        .map(|_| Vec::with_capacity(documents.len()))
-        .collect();
-    let bar = output::documents_bar((documents.len() * runs) as u64, "eval");
-    for run in 0..runs {
-        for (position, (index, document, class)) in documents.iter().enumerate() {
-            for offset in 0..entries.len() {
-                let which = (position + run + offset) % entries.len();
-                classifier.set_config(entries[which].config);
-                measure_one(
-                    &mut classifier,
-                    document,
-                    (position, *class, &data.documents[*index].id),
-                    run,
-                    &mut results[which],
-                )?;
-            }
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
+    let results = interleaved_runs(
+        runs,
+        documents.len(),
+        entries.len(),
+        |which, position, run, results| {
+            let (index, document, class) = &documents[position];
+            classifier.set_config(entries[which].config);
+            measure_one(
+                &mut classifier,
+                document,
+                (position, *class, &data.documents[*index].id),
+                run,
+                results,
+            )
+        },
+    )?;
 
     let classes = manifest.labels.len();
     let main_results = |kind: PolicyKind| -> Option<&[DocumentResult]> {
@@ -685,14 +674,7 @@ fn warmed_classifier<'model, 'pack>(
 /// The labelled data of `--data`, its labels checked against the pack's.
 fn labelled_data(args: &EvalArgs, pack: &AdapterPack) -> anyhow::Result<Dataset> {
     let manifest = &pack.manifest;
-    let fields = FieldNames {
-        text: args.text_field.clone(),
-        label: args
-            .label_field
-            .clone()
-            .unwrap_or_else(|| manifest.training.label_field.clone()),
-        ..FieldNames::default()
-    };
+    let fields = args.fields.names(manifest);
     let data = Dataset::read(&args.data, &fields, args.limit)?;
     data.check_labels_within(&manifest.labels)?;
     Ok(data)
@@ -708,6 +690,33 @@ fn chosen_kinds(args: &EvalArgs) -> Vec<PolicyKind> {
         }
     }
     kinds
+}
+
+/// Calls `measure(entry, document position, run, that entry's results)` for every run, document
+/// and entry, interleaved per document with the entries' order rotated by one for each next
+/// document and run, so that machine noise hits every entry alike; a progress bar counts the
+/// documents. Answers the results of each entry.
+fn interleaved_runs(
+    runs: usize,
+    documents: usize,
+    entries: usize,
+    mut measure: impl FnMut(usize, usize, usize, &mut Vec<DocumentResult>) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Vec<DocumentResult>>> {
+    let mut results: Vec<Vec<DocumentResult>> = (0..entries)
+        .map(|_| Vec::with_capacity(documents))
+        .collect();
+    let bar = output::documents_bar((documents * runs) as u64, "eval");
+    for run in 0..runs {
+        for position in 0..documents {
+            for offset in 0..entries {
+                let which = (position + run + offset) % entries;
+                measure(which, position, run, &mut results[which])?;
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(results)
 }
 
 /// Classifies the document at `position` once and records the result and its time in
@@ -912,30 +921,24 @@ fn run_matrix(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let entries: Vec<(usize, usize)> = (0..loaded.len())
         .flat_map(|model| (0..kinds.len()).map(move |policy| (model, policy)))
         .collect();
-    let mut results: Vec<Vec<DocumentResult>> = entries
-        .iter()
-        .map(|_| Vec::with_capacity(documents.len()))
-        .collect();
-    let bar = output::documents_bar((documents.len() * runs) as u64, "eval");
-    for run in 0..runs {
-        for (position, (index, prepared, class)) in documents.iter().enumerate() {
-            for offset in 0..entries.len() {
-                let which = (position + run + offset) % entries.len();
-                let (model, policy) = entries[which];
-                let classifier = &mut classifiers[model];
-                classifier.set_config(configs[policy]);
-                measure_one(
-                    classifier,
-                    &prepared[model],
-                    (position, *class, &data.documents[*index].id),
-                    run,
-                    &mut results[which],
-                )?;
-            }
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
+    let results = interleaved_runs(
+        runs,
+        documents.len(),
+        entries.len(),
+        |which, position, run, results| {
+            let (index, prepared, class) = &documents[position];
+            let (model, policy) = entries[which];
+            let classifier = &mut classifiers[model];
+            classifier.set_config(configs[policy]);
+            measure_one(
+                classifier,
+                &prepared[model],
+                (position, *class, &data.documents[*index].id),
+                run,
+                results,
+            )
+        },
+    )?;
     let (_, peak) = resident_memory_mb();
 
     let classes = manifest.labels.len();

@@ -237,6 +237,32 @@ pub fn adapters_dir() -> PathBuf {
     }
 }
 
+/// `--text-field` and `--label-field` of the commands that read labelled data for a pack.
+#[derive(Debug, clap::Args)]
+pub struct LabelledFields {
+    /// Field (column) holding the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_field: String,
+
+    /// Field (column) holding the label [default: the field the pack was trained on]
+    #[arg(long, value_name = "NAME")]
+    label_field: Option<String>,
+}
+
+impl LabelledFields {
+    /// The field names; the label field defaults to the one `manifest`'s pack was trained on.
+    pub fn names(&self, manifest: &exitwise::pack::PackManifest) -> exitwise::dataset::FieldNames {
+        exitwise::dataset::FieldNames {
+            text: self.text_field.clone(),
+            label: self
+                .label_field
+                .clone()
+                .unwrap_or_else(|| manifest.training.label_field.clone()),
+            ..exitwise::dataset::FieldNames::default()
+        }
+    }
+}
+
 /// Resolves `--adapters`: a pack folder, or the name of a pack in the adapters folder (or the
 /// pack compiled into the binary); without it, the compiled-in default pack.
 pub fn load_pack(adapters: Option<&PathBuf>) -> anyhow::Result<exitwise::pack::AdapterPack> {
