@@ -38,11 +38,13 @@ def main():
     parser.add_argument("--text-field", default="text")
     parser.add_argument("--label-field", default="label")
     parser.add_argument("--max-docs", type=int, default=None, help="first N training documents")
+    parser.add_argument("--max-dev-docs", type=int, default=None, help="first N dev documents")
+    parser.add_argument("--max-test-docs", type=int, default=None, help="first N test documents")
     args = parser.parse_args()
 
     train_texts, train_labels = read(args.train, args.text_field, args.label_field, args.max_docs)
-    dev_texts, dev_labels = read(args.dev, args.text_field, args.label_field)
-    test_texts, test_labels = read(args.test, args.text_field, args.label_field)
+    dev_texts, dev_labels = read(args.dev, args.text_field, args.label_field, args.max_dev_docs)
+    test_texts, test_labels = read(args.test, args.text_field, args.label_field, args.max_test_docs)
 
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     train_matrix = vectorizer.fit_transform(train_texts)
