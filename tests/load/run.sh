@@ -49,16 +49,20 @@ curl -sf "$URL/metrics" | grep -E '^exitwise_(abandoned_jobs_total|requests_tota
 echo "the server answered after the disconnections"
 
 echo "== 3. SIGTERM during load"
+# Each client sends requests one after another until the server refuses the connection (curl
+# exit 7), so requests are in flight and queued when SIGTERM arrives and after.
 for client in $(seq 1 "$CLIENTS"); do
   (
-    for _ in $(seq 1 40); do
+    while :; do
       code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
         -d '{"text": "An honest, moving drama. The lead is superb."}' "$URL/v1/classify"; echo " $?")
       echo "$code"
+      case "$code" in *" 7") break ;; esac
     done
   ) >"$LOG/client-$client.txt" &
 done
 sleep 3
+answered_before=$(cat "$LOG"/client-*.txt | grep -c '^200 0$' || true)
 kill -TERM "$SERVER"
 set +e
 wait "$SERVER"
@@ -68,6 +72,8 @@ wait
 # curl exit 52: empty reply, 56: connection reset after sending: an accepted request without
 # an answer. 7: connection refused (after the server stopped listening) is expected.
 cat "$LOG"/client-*.txt | sort | uniq -c | sort -rn
+answered=$(cat "$LOG"/client-*.txt | grep -c '^200 0$' || true)
+echo "answered before SIGTERM: $answered_before, after: $((answered - answered_before))"
 if cat "$LOG"/client-*.txt | grep -qE ' (52|56)$'; then
   echo "FAIL: an accepted request got no answer"; exit 1
 fi
