@@ -134,7 +134,7 @@ fn inherited_listener() -> anyhow::Result<Option<Listener>> {
         }
         Ok(None) => Ok(None),
         Err(error) => Err(anyhow::anyhow!(
-            "{context}: it is neither a TCP nor a Unix stream socket listening ({error})"
+            "{context}: it is not a listening TCP or Unix stream socket ({error})"
         )),
     }
 }
