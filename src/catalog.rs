@@ -255,12 +255,7 @@ impl CatalogModel {
 
     /// Checks size and sha256 of `path` against the catalog; `progress` receives bytes read.
     pub fn verify(&self, path: &Path, progress: &dyn Fn(u64)) -> Result<(), CatalogError> {
-        let file = File::open(path).map_err(|cause| CatalogError::Io {
-            action: "open",
-            path: path.to_path_buf(),
-            cause,
-        })?;
-        let (bytes, hash) = hash_reader(file, path, progress, None)?;
+        let (bytes, hash) = hash_file(path, progress)?;
         self.check(path, bytes, &hash)
     }
 
@@ -355,13 +350,15 @@ impl CatalogModel {
                 path: member.clone(),
                 cause,
             })?;
-            let (bytes, _) = hash_reader(
-                file,
-                member,
-                &|done| progress(total + done),
-                Some((&mut hasher, output.as_file_mut())),
-            )?;
-            total += bytes;
+            let written = output.as_file_mut();
+            total += read_chunks(file, member, &|done| progress(total + done), &mut |chunk| {
+                hasher.update(chunk);
+                written.write_all(chunk).map_err(|cause| CatalogError::Io {
+                    action: "write the model next to",
+                    path: member.clone(),
+                    cause,
+                })
+            })?;
         }
         let hash = hex(&hasher.finalize());
         self.check(&target, total, &hash)?;
@@ -461,15 +458,15 @@ fn run_python(arguments: &[&std::ffi::OsStr]) -> Result<(), CatalogError> {
     })
 }
 
-/// Reads `reader` to the end, hashing it (or feeding an outside hasher and copying to `copy`).
-fn hash_reader(
+/// Reads `reader` to the end in large chunks, handing each to `chunk` and the bytes read so far
+/// to `progress`; answers the total. `path` names the file in errors.
+fn read_chunks(
     reader: File,
     path: &Path,
     progress: &dyn Fn(u64),
-    mut copy: Option<(&mut Sha256, &mut File)>,
-) -> Result<(u64, String), CatalogError> {
+    chunk: &mut dyn FnMut(&[u8]) -> Result<(), CatalogError>,
+) -> Result<u64, CatalogError> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut own_hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
@@ -479,34 +476,32 @@ fn hash_reader(
             cause,
         })?;
         if read == 0 {
-            break;
+            return Ok(total);
         }
-        let chunk = &buffer[..read];
-        match copy.as_mut() {
-            Some((hasher, output)) => {
-                hasher.update(chunk);
-                output.write_all(chunk).map_err(|cause| CatalogError::Io {
-                    action: "write the model next to",
-                    path: path.to_path_buf(),
-                    cause,
-                })?;
-            }
-            None => own_hasher.update(chunk),
-        }
+        chunk(&buffer[..read])?;
         total += read as u64;
         progress(total);
     }
-    Ok((total, hex(&own_hasher.finalize())))
 }
 
-/// SHA-256 of a whole file, lowercase hex.
-pub fn sha256_file(path: &Path, progress: &dyn Fn(u64)) -> Result<String, CatalogError> {
+/// Size and SHA-256 (lowercase hex) of a whole file.
+fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> Result<(u64, String), CatalogError> {
     let file = File::open(path).map_err(|cause| CatalogError::Io {
         action: "open",
         path: path.to_path_buf(),
         cause,
     })?;
-    Ok(hash_reader(file, path, progress, None)?.1)
+    let mut hasher = Sha256::new();
+    let bytes = read_chunks(file, path, progress, &mut |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    Ok((bytes, hex(&hasher.finalize())))
+}
+
+/// SHA-256 of a whole file, lowercase hex.
+pub fn sha256_file(path: &Path, progress: &dyn Fn(u64)) -> Result<String, CatalogError> {
+    Ok(hash_file(path, progress)?.1)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -76,3 +76,11 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// Writes `value` as pretty JSON (and a final newline) to `path`.
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write the JSON report to `{}`", path.display()))
+}

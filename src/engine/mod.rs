@@ -88,39 +88,28 @@ fn llama_reason(reason: &Option<String>) -> String {
     }
 }
 
-/// Features this binary's llama.cpp was built with (GPU back ends), for `--version`-like output.
-pub fn build_backends() -> &'static str {
+/// The llama.cpp back ends this binary was built with: always `cpu`, then each GPU back end
+/// whose Cargo feature is on (`cuda`, `metal`, `vulkan`).
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut backends = vec!["cpu"];
     if cfg!(feature = "cuda") {
-        "cpu+cuda"
-    } else if cfg!(feature = "metal") {
-        "cpu+metal"
-    } else if cfg!(feature = "vulkan") {
-        "cpu+vulkan"
-    } else {
-        "cpu"
+        backends.push("cuda");
     }
+    if cfg!(feature = "metal") {
+        backends.push("metal");
+    }
+    if cfg!(feature = "vulkan") {
+        backends.push("vulkan");
+    }
+    backends
 }
 
-/// Whether this build can offload layers to a GPU (it was built with a GPU back end and one is
-/// present).
-pub fn supports_gpu_offload() -> bool {
-    backend::ensure_initialized();
-    // SAFETY: the backend is initialised; the function only reads registered devices.
-    unsafe { llama_cpp_sys_2::llama_supports_gpu_offload() }
+/// [`compiled_backends`] as one word for reports: `cpu`, `cpu+cuda`, `cpu+cuda+vulkan`.
+pub fn build_description() -> String {
+    compiled_backends().join("+")
 }
 
-/// llama.cpp's description of the CPU features it was compiled for (AVX2, …).
-pub fn system_info() -> String {
-    backend::ensure_initialized();
-    // SAFETY: returns a pointer to a static, NUL-terminated buffer owned by llama.cpp, valid
-    // until the next call; we copy it out at once.
-    let pointer = unsafe { llama_cpp_sys_2::llama_print_system_info() };
-    if pointer.is_null() {
-        return String::new();
-    }
-    // SAFETY: non-null and NUL-terminated as documented by llama.h.
-    unsafe { std::ffi::CStr::from_ptr(pointer) }
-        .to_string_lossy()
-        .trim()
-        .to_string()
+/// Whether this binary was built with a GPU back end.
+pub fn has_gpu_backend() -> bool {
+    compiled_backends().len() > 1
 }

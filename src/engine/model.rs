@@ -82,7 +82,7 @@ impl Model {
         let mut params = unsafe { sys::llama_model_default_params() };
         params.n_gpu_layers = match options.gpu_layers {
             Some(layers) => i32::try_from(layers).unwrap_or(i32::MAX),
-            None if super::build_backends() != "cpu" => -1,
+            None if super::has_gpu_backend() => -1,
             None => 0,
         };
         params.use_mmap = true;

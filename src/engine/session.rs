@@ -187,7 +187,7 @@ impl<'model> Session<'model> {
                 context.0.as_ptr(),
                 thread_pool.0.as_ptr(),
                 thread_pool.0.as_ptr(),
-            )
+            );
         };
 
         // SAFETY: allocates token, pos, n_seq_id, seq_id (with one id each) and logits arrays

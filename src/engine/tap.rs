@@ -260,7 +260,7 @@ impl TapState {
                     self.device_copy.as_mut_ptr().cast(),
                     0,
                     elements * float,
-                )
+                );
             };
             self.device_copy.as_ptr()
         };

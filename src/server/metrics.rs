@@ -112,8 +112,10 @@ impl Metrics {
     pub fn record_document(&self, result: &Classification) {
         self.with(|state| {
             state.documents += 1;
-            state.exit_layer.observe((result.exit.layer + 1) as f64);
-            state.exit_sentence.observe(result.exit.sentence as f64);
+            state.exit_layer.observe(result.exit.layer_number() as f64);
+            state
+                .exit_sentence
+                .observe(result.exit.sentences_read() as f64);
             state.token_layers += result.token_layers;
             state.full_token_layers += result.full_token_layers;
         });

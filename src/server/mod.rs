@@ -1,420 +1,203 @@
-//! `exitwise serve`'s HTTP layer (axum on tokio). The model lives on its own thread
-//! ([`worker`]); handlers validate requests, queue them without waiting and await the answer.
-//!
-//! Statuses: 200 answered; 400 malformed JSON; 413 body too large or too many texts; 415 not
-//! JSON; 422 wrong types, empty text, unknown policy or uncalibrated budget; 429 queue full
-//! (with `Retry-After`); 408 the request took longer than the request timeout; 503 not ready or
-//! stopping. Errors are JSON: `{"error": "<reason>"}`.
+//! `exitwise serve`: classification over HTTP/JSON for systemd on small boxes, as
+//! text-embeddings-inference does it. The model lives on its own thread ([`worker`]) and
+//! requests reach it through a bounded queue (a full queue is an immediate 429); the HTTP layer
+//! ([`http`]) checks requests ([`request`]) and answers with the records `classify` writes.
+//! [`listener`] binds the address or adopts systemd's socket, [`config`] reads the TOML
+//! configuration, [`metrics`] counts for Prometheus and [`systemd`] speaks the notify protocol.
 
+pub mod config;
+pub mod http;
+pub mod listener;
 pub mod metrics;
+pub mod request;
 pub mod systemd;
 pub mod worker;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::Router;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
-use tower_http::timeout::TimeoutLayer;
+pub use http::{AppState, BatchResponse, Limits, router};
 
 use crate::pack::AdapterPack;
-use crate::policy::PolicyKind;
-use crate::record::ResultRecord;
-
 use metrics::Metrics;
-use worker::{Job, SubmitError, Worker};
+use worker::{Worker, WorkerOptions};
 
-/// Limits and defaults of the HTTP layer.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest request body in bytes (413 beyond).
-    pub max_body_bytes: usize,
-    /// Most texts in one request (413 beyond).
-    pub max_texts: usize,
-    /// Longest time from request to answer (408 beyond).
-    pub request_timeout: Duration,
-    /// Jobs that may wait for the model (429 beyond).
-    pub queue_capacity: usize,
-    /// Policy when a request names none.
-    pub default_policy: PolicyKind,
-    /// Budget when a request names none.
-    pub default_budget: f64,
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address cannot be bound.
+    #[error("cannot listen on `{address}`: {cause}")]
+    Listen {
+        /// The address as given.
+        address: String,
+        /// The system's error.
+        cause: std::io::Error,
+    },
+    /// A socket file left by an earlier run cannot be removed.
+    #[error("cannot remove the old socket `{}`: {cause}", path.display())]
+    StaleSocket {
+        /// The socket file.
+        path: PathBuf,
+        /// The system's error.
+        cause: std::io::Error,
+    },
+    /// Something that is not a socket is at the Unix socket's path.
+    #[error(
+        "cannot listen on `unix:{}`: a file that is not a socket is in the way",
+        .0.display()
+    )]
+    NotASocket(PathBuf),
+    /// The socket systemd passed cannot be used.
+    #[error("cannot use the socket passed by systemd (LISTEN_FDS): {0}")]
+    Inherited(String),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The model thread could not start.
+    #[error("cannot start the model thread: {0}")]
+    Worker(std::io::Error),
+    /// The model or the pack could not be loaded on the model thread.
+    #[error("{0}")]
+    Load(String),
+    /// Serving failed.
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
 }
 
-/// What every handler shares.
-pub struct AppState {
-    /// The model thread.
-    pub worker: Worker,
+/// What the server needs to run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `HOST:PORT` or `unix:/path` (ignored when systemd passes a socket).
+    pub listen: String,
+    /// Limits and defaults of the HTTP layer.
+    pub limits: Limits,
     /// The adapter pack.
     pub pack: Arc<AdapterPack>,
-    /// The metrics.
-    pub metrics: Arc<Metrics>,
-    /// Limits and defaults.
-    pub limits: Limits,
-    /// Numbers requests for the log.
-    next_request: AtomicU64,
+    /// The model thread's model, threads and queue.
+    pub worker: WorkerOptions,
 }
 
-impl AppState {
-    /// The shared state of a server around a started worker.
-    pub fn new(
-        worker: Worker,
-        pack: Arc<AdapterPack>,
-        metrics: Arc<Metrics>,
-        limits: Limits,
-    ) -> Self {
-        AppState {
-            worker,
-            pack,
-            metrics,
-            limits,
-            next_request: AtomicU64::new(1),
-        }
-    }
+/// Serves until SIGTERM or Ctrl-C, then answers every accepted request and returns. The address
+/// is bound before the model loads (a taken port fails at once); a model that cannot load ends
+/// the server with an error instead of leaving it unready.
+pub fn run(options: ServeOptions) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        // The model thread does the work; two threads serve HTTP on a small box.
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(serve(options))
 }
 
-/// The body of `POST /v1/classify`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassifyRequest {
-    /// One document.
-    pub text: Option<String>,
-    /// Several documents (answered in order).
-    pub texts: Option<Vec<String>>,
-    /// `2d`, `layer`, `sentence` or `full` (default: the server's).
-    pub policy: Option<String>,
-    /// Accuracy budget in points (default: the server's).
-    pub budget: Option<f64>,
-    /// The caller's id, echoed in the results (`ID` for one text, `ID/N` for the N-th of several).
-    pub id: Option<String>,
-}
+async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let ServeOptions {
+        listen,
+        limits,
+        pack,
+        worker,
+    } = options;
+    // Bind first: a taken port is a set-up error before minutes of model loading.
+    let bound = listener::bind(&listen).await?;
+    let metrics = Arc::new(Metrics::new(pack.manifest.model.layers));
 
-/// The answer to a batch request.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BatchResponse {
-    /// One record per text, in order.
-    pub results: Vec<ResultRecord>,
-}
-
-/// An error answer.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    reason: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            reason: reason.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(serde_json::json!({ "error": self.reason })),
-        )
-            .into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-/// Exit cells of an answered request, for the request log line.
-#[derive(Debug, Clone)]
-struct ExitSummary(String);
-
-/// The router with every route, limit and the request log.
-pub fn router(state: Arc<AppState>) -> Router {
-    let limits = state.limits.clone();
-    Router::new()
-        .route("/v1/classify", post(classify))
-        .route("/v1/info", get(info))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        // Inside the log, so that a timed-out request is counted and logged as 408.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            log_and_measure,
-        ))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .with_state(state)
-}
-
-/// Counts, times and logs every request (one line each).
-async fn log_and_measure(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let number = state.next_request.fetch_add(1, Ordering::Relaxed);
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || "unmatched".to_string(),
-        |matched| matched.as_str().to_string(),
-    );
-    let response = next.run(request).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    state.metrics.record_request(&route, status, seconds);
-    let exits = response
-        .extensions()
-        .get::<ExitSummary>()
-        .map_or_else(String::new, |summary| summary.0.clone());
-    tracing::info!(
-        target: "exitwise::request",
-        request = number,
-        %method,
-        path,
-        status,
-        ms = format!("{:.1}", seconds * 1e3),
-        exit = exits,
-    );
-    response
-}
-
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "alive" }))
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.worker.is_ready() {
-        Json(serde_json::json!({ "ready": true })).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "ready": false, "reason": "the model is loading" })),
-        )
-            .into_response()
-    }
-}
-
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(
-        state.worker.queue_depth(),
-        state.limits.queue_capacity,
-        state.worker.is_ready(),
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
+    let (loaded, loaded_receiver) = tokio::sync::oneshot::channel();
+    let worker = Worker::start(
+        worker,
+        Arc::clone(&pack),
+        Arc::clone(&metrics),
+        Box::new(move |outcome| {
+            let _ = loaded.send(outcome);
+        }),
     )
-        .into_response()
-}
+    .map_err(ServeError::Worker)?;
+    let state = Arc::new(AppState::new(worker, pack, metrics, limits));
+    let app = router(Arc::clone(&state));
 
-async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let manifest = &state.pack.manifest;
-    let points = manifest
-        .calibration
-        .as_ref()
-        .map(|calibration| calibration.operating_points.clone())
-        .unwrap_or_default();
-    Json(serde_json::json!({
-        "model": state.worker.model_facts(),
-        "ready": state.worker.is_ready(),
-        "pack": {
-            "name": manifest.name,
-            "labels": manifest.labels,
-            "feature_kind": manifest.feature_kind,
-            "token_limit": manifest.token_limit,
-            "best_layer": manifest.best_layer,
-            "trained_on": manifest.model,
-        },
-        "policies": PolicyKind::ALL.iter().map(|kind| kind.name()).collect::<Vec<_>>(),
-        "default_policy": state.limits.default_policy.name(),
-        "default_budget": state.limits.default_budget,
-        "operating_points": points,
-        "limits": {
-            "max_body_bytes": state.limits.max_body_bytes,
-            "max_texts": state.limits.max_texts,
-            "queue_capacity": state.limits.queue_capacity,
-            "request_timeout_s": state.limits.request_timeout.as_secs_f64(),
-        },
-    }))
-}
-
-/// The policy named in a request.
-fn parse_policy(name: &str) -> Option<PolicyKind> {
-    PolicyKind::ALL.into_iter().find(|kind| kind.name() == name)
-}
-
-async fn classify(
-    State(state): State<Arc<AppState>>,
-    body: Result<Json<ClassifyRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|rejection| {
-        let status = rejection.status();
-        let reason = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => format!(
-                "the request body is larger than {} bytes",
-                state.limits.max_body_bytes
-            ),
-            _ => rejection.body_text(),
-        };
-        ApiError::new(status, reason)
-    })?;
-    let (texts, batch) = match (request.text, request.texts) {
-        (Some(text), None) => (vec![text], false),
-        (None, Some(texts)) => (texts, true),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "give either `text` or `texts`, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the body needs `text` (a string) or `texts` (a list of strings)",
-            ));
-        }
-    };
-    if texts.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "`texts` is empty",
-        ));
-    }
-    if texts.len() > state.limits.max_texts {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{} texts in one request; at most {} are allowed",
-                texts.len(),
-                state.limits.max_texts
-            ),
-        ));
-    }
-    if let Some(index) = texts.iter().position(|text| text.trim().is_empty()) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            if batch {
-                format!("text {index} is empty")
-            } else {
-                "the text is empty".to_string()
-            },
-        ));
-    }
-    let policy = match request.policy.as_deref() {
-        None => state.limits.default_policy,
-        Some(name) => parse_policy(name).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("unknown policy `{name}`; known: 2d, layer, sentence, full"),
-            )
-        })?,
-    };
-    let budget = request.budget.unwrap_or(state.limits.default_budget);
-    let config = state
-        .pack
-        .operating_point(policy, budget)
-        .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))?;
-    if !state.worker.is_ready() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the model is still loading",
-        ));
-    }
-    let base_id = request.id.unwrap_or_default();
-    let documents: Vec<(String, String)> = texts
-        .into_iter()
-        .enumerate()
-        .map(|(index, text)| {
-            let id = match (batch, base_id.is_empty()) {
-                (false, true) => "0".to_string(),
-                (false, false) => base_id.clone(),
-                (true, true) => index.to_string(),
-                (true, false) => format!("{base_id}/{index}"),
-            };
-            (id, text)
-        })
-        .collect();
-    let (respond, answer) = oneshot::channel();
-    state
-        .worker
-        .submit(Job {
-            documents,
-            config,
-            respond,
-        })
-        .map_err(|error| match error {
-            SubmitError::Full => ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                reason: format!(
-                    "the queue is full ({} requests waiting); retry later",
-                    state.limits.queue_capacity
-                ),
-                retry_after: Some(1),
-            },
-            SubmitError::Stopped => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+    // Readiness: systemd is told once the model is loaded; a model that cannot load ends the
+    // server (exit 2) instead of leaving it unready forever.
+    let (failed, failure) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        match loaded_receiver.await {
+            Ok(Ok(_)) => {
+                if let Err(error) = systemd::notify("READY=1") {
+                    tracing::warn!("cannot notify systemd: {error}");
+                }
+                tracing::info!("ready: model and pack loaded");
             }
-        })?;
-    let answers = answer.await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the model thread stopped before answering",
-        )
-    })?;
-    let mut records = Vec::with_capacity(answers.len());
-    for answer in answers {
-        records.push(
-            answer.map_err(|reason| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason))?,
-        );
+            Ok(Err(reason)) => {
+                let _ = failed.send(reason);
+            }
+            Err(_) => {
+                let _ = failed.send("the model thread stopped while loading".into());
+            }
+        }
+    });
+    // The watchdog is pinged as long as the runtime runs, draining after SIGTERM included.
+    if let Some(interval) = systemd::watchdog_interval() {
+        tokio::spawn(async move {
+            loop {
+                let _ = systemd::notify("WATCHDOG=1");
+                tokio::time::sleep(interval).await;
+            }
+        });
     }
-    let summary = ExitSummary(
-        records
-            .iter()
-            .map(|record| {
-                format!(
-                    "s{}/{} l{}/{}",
-                    record.exit.sentence,
-                    record.exit.sentences,
-                    record.exit.layer,
-                    record.exit.layers
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    let mut response = if batch {
-        Json(BatchResponse { results: records }).into_response()
-    } else {
-        let record = records.pop().ok_or_else(|| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no answer for the text")
-        })?;
-        Json(record).into_response()
+    let load_failure = Arc::new(std::sync::Mutex::new(None::<String>));
+    let shutdown = {
+        let load_failure = Arc::clone(&load_failure);
+        async move {
+            tokio::select! {
+                () = terminate_signal() => {
+                    tracing::info!("stopping: answering the accepted requests");
+                }
+                Ok(reason) = failure => {
+                    *load_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+                }
+            }
+            let _ = systemd::notify("STOPPING=1");
+        }
     };
-    response.extensions_mut().insert(summary);
-    Ok(response)
+    eprintln!("listening on {}", bound.description);
+    let outcome = match bound.listener {
+        listener::Listener::Tcp(listener) => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        listener::Listener::Unix(listener) => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(ServeError::Serve);
+    let failure = load_failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let outcome = match failure {
+        Some(reason) => Err(ServeError::Load(reason)),
+        None => outcome,
+    };
+    state.worker.shut_down();
+    if let Some(path) = bound.own_socket_file {
+        let _ = std::fs::remove_file(path);
+    }
+    outcome
+}
+
+/// SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
+async fn terminate_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -12,11 +12,11 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::classifier::Classifier;
-use crate::document::{DocumentError, prepare_document};
+use crate::classifier::ResultRecord;
 use crate::engine::{Model, ModelFacts, ModelOptions, Session, SessionOptions};
+use crate::exit::PolicyConfig;
 use crate::pack::AdapterPack;
-use crate::policy::PolicyConfig;
-use crate::record::ResultRecord;
+use crate::text::{DocumentError, prepare_document};
 
 use super::metrics::Metrics;
 

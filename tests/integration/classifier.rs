@@ -1,11 +1,11 @@
 //! The online classifier against the simulation it is calibrated with.
 
-use exitwise::calibration::document_grid;
 use exitwise::classifier::Classifier;
-use exitwise::document::prepare_document;
 use exitwise::engine::{Session, SessionOptions};
+use exitwise::exit::{ExitRule, PolicyConfig, PolicyKind, simulate};
 use exitwise::features::{FeatureAccumulator, extract_document_features};
-use exitwise::policy::{ExitRule, PolicyConfig, PolicyKind, simulate};
+use exitwise::pack::calibrate::document_grid;
+use exitwise::text::prepare_document;
 
 use crate::common::{TestModel, shared_model, tiny_pack};
 
@@ -112,12 +112,12 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
             let context = format!(
                 "{kind:?} {rule:?} {threshold} cap {depth_cap} passes {min_pass_tokens} on {text:?}"
             );
+            assert_eq!(online.exit.cell, simulated.answer, "{context}");
             assert_eq!(
-                online.exit.sentence,
-                simulated.answer.sentence + 1,
+                online.exit.sentences_read(),
+                simulated.sentences_read,
                 "{context}"
             );
-            assert_eq!(online.exit.layer, simulated.answer.layer, "{context}");
             assert_eq!(online.exit.exited, simulated.exited, "{context}");
             assert_eq!(online.class, simulated.prediction, "{context}");
             assert_eq!(online.token_layers, simulated.token_layers, "{context}");
@@ -133,7 +133,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
                 );
             }
             if kind == PolicyKind::TwoDimensional {
-                assert!(online.exit.layer <= depth_cap);
+                assert!(online.exit.cell.layer <= depth_cap);
             }
         }
     }

@@ -44,6 +44,36 @@ fn help_lists_the_commands_and_exit_codes() {
 }
 
 #[test]
+fn first_n_documents_is_max_docs_everywhere_and_eval_keeps_limit_hidden() {
+    for command in ["eval", "accuracy", "train"] {
+        let output = exitwise(&[command, "--help"], b"");
+        let help = text(&output.stdout);
+        assert!(help.contains("--max-docs <N>"), "{command}: {help}");
+        assert!(!help.contains("--limit"), "{command}: {help}");
+    }
+    // The old name still parses: the run fails later, on the missing data file, not on usage.
+    let output = exitwise(
+        &["eval", "--limit", "2", "--data", "/nonexistent/data.jsonl"],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    assert_one_error_line(&stderr);
+}
+
+#[test]
+fn budgets_are_points_with_at_most_two_decimals() {
+    let output = exitwise(&["classify", "--budget", "0.333", "-"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("invalid accuracy budget `0.333`: budgets have at most two decimals"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn usage_errors_exit_with_two() {
     let output = exitwise(&["classify-everything"], b"");
     assert_eq!(output.status.code(), Some(2));
@@ -413,12 +443,14 @@ fn bench_engine_prints_one_row_per_layer_and_the_baseline() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("plain llama.cpp"), "{stdout}");
-    for layer in 0..18 {
+    // Layers are numbered from 1, as everywhere users read them.
+    for layer in 1..=18 {
         assert!(
             stdout.contains(&format!("stop after layer {layer} ")),
             "row {layer}: {stdout}"
         );
     }
+    assert!(!stdout.contains("stop after layer 0 "), "{stdout}");
     assert!(stdout.contains("tapping overhead"), "{stdout}");
     assert_eq!(text(&output.stderr), "");
 }

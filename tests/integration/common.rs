@@ -26,9 +26,10 @@ impl TestModel {
 }
 
 pub fn models_dir() -> PathBuf {
-    std::env::var_os("EXITWISE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+    std::env::var_os("EXITWISE_MODELS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+        PathBuf::from,
+    )
 }
 
 /// Path of a test model, or `None` (with a note on stderr) when it was not fetched.

@@ -1,6 +1,6 @@
 //! Preparing documents with the model's own tokenizer: sentences, document start, token limit.
 
-use exitwise::document::{DocumentError, prepare_document};
+use exitwise::text::{DocumentError, prepare_document};
 
 use crate::common::{TestModel, shared_model};
 

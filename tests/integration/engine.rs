@@ -1,8 +1,8 @@
 //! The engine against real models: every layer tapped, stops that really stop, KV-cache reuse
 //! across sentences, reset between documents.
 
-use exitwise::document::prepare_document;
 use exitwise::engine::{EngineError, Flow, LayerHidden, Model, Session, SessionOptions, Token};
+use exitwise::text::prepare_document;
 use ndarray::Array2;
 
 use crate::common::{TestModel, cosine, shared_model};

@@ -148,6 +148,18 @@ fn eval_runs_every_policy_and_its_figures_match_the_documents() {
         number(&report["policies"]["full"], "speedup_vs_full_ops"),
         1.0
     );
+    // Layers are numbered from 1 in every output: `full` answers with the pack's best layer,
+    // index 17 of the 18, which users read as layer 18.
+    assert_eq!(number(&report["policies"]["full"], "mean_exit_layer"), 18.0);
+    for document in documents {
+        assert_eq!(document["policies"]["full"]["exit_layer"], 18, "{document}");
+        for policy in ["layer", "sentence", "2d"] {
+            let layer = document["policies"][policy]["exit_layer"]
+                .as_u64()
+                .expect("exit layer");
+            assert!((1..=18).contains(&layer), "{policy}: {document}");
+        }
+    }
 
     // The oracle: never dearer than a policy that answers the document correctly.
     let oracle = &report["oracle"];
@@ -224,7 +236,7 @@ fn eval_of_several_models_prints_the_matrix_and_the_product_check() {
             "layer,2d",
             "--data",
             data.to_str().expect("utf-8 path"),
-            "--limit",
+            "--max-docs",
             "8",
             "--runs",
             "1",

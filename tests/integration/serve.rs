@@ -10,8 +10,8 @@ use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+use exitwise::exit::{Budget, PolicyKind};
 use exitwise::pack::AdapterPack;
-use exitwise::policy::PolicyKind;
 use exitwise::server::metrics::Metrics;
 use exitwise::server::worker::{Worker, WorkerOptions};
 use exitwise::server::{AppState, Limits, router};
@@ -46,7 +46,7 @@ fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<A
         request_timeout: timeout,
         queue_capacity: queue,
         default_policy: PolicyKind::TwoDimensional,
-        default_budget: 1.0,
+        default_budget: Budget::from_hundredths(100),
     };
     let state = Arc::new(AppState::new(worker, pack, metrics, limits));
     let started = Instant::now();
@@ -193,6 +193,12 @@ fn every_status_of_the_api() {
         assert_eq!(info["pack"]["name"], "gemma3-270m-imdb");
         assert_eq!(info["pack"]["labels"], serde_json::json!(["neg", "pos"]));
         assert!(info["operating_points"].as_array().is_some_and(|points| points.len() > 4));
+        // Layers from 1, as in every answer: the pack's best layer is index 17 of 18.
+        assert_eq!(info["pack"]["best_layer"], 18);
+        let full = &info["operating_points"][0];
+        assert_eq!(full["policy"], "full");
+        assert_eq!(full["deepest_layer"], 18);
+        assert_eq!(full["answering_layer"], 18);
 
         // Metrics: Prometheus text that counts what happened.
         let (status, _, body) = send(&state, "GET", "/metrics", "").await;

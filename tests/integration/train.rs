@@ -41,8 +41,8 @@ fn train(model: &Path, out: &Path, cache: &Path, dev: &Path) -> std::process::Ou
 
 /// Probabilities of the pack's best layer for a whole text.
 fn classify_with_best_layer(model: &Model, pack: &AdapterPack, text: &str) -> Vec<f32> {
-    let document = exitwise::document::prepare_document(model, text, pack.manifest.token_limit)
-        .expect("prepare");
+    let document =
+        exitwise::text::prepare_document(model, text, pack.manifest.token_limit).expect("prepare");
     let mut session = Session::new(
         model,
         &SessionOptions {
@@ -164,9 +164,12 @@ fn training_on_a_tiny_set_makes_a_pack_that_loads_and_predicts() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let best = pack.manifest.best_layer;
+    // Layers are numbered from 1 for users: index 17 is layer 18.
     let expected = format!(
-        "whole documents: best layer (chosen on dev) {best}: {:.4}; last layer 17: {:.4}\n",
-        pack.manifest.layers[best].dev_accuracy_full, pack.manifest.layers[17].dev_accuracy_full
+        "whole documents: best layer (chosen on dev) {}: {:.4}; last layer 18: {:.4}\n",
+        best + 1,
+        pack.manifest.layers[best].dev_accuracy_full,
+        pack.manifest.layers[17].dev_accuracy_full
     );
     assert!(stdout.ends_with(&expected), "{stdout}");
 }

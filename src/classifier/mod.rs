@@ -1,0 +1,226 @@
+//! The online classifier: runs a document through the engine under an exit policy, computing
+//! only what the policy needs, and answers with the head of the cell where it stopped.
+//!
+//! It walks documents through the same [`ExitPolicy`] as [`crate::exit::simulate`] does on
+//! cached features, in the same order and with the same [`ExitState`], so calibration on dev
+//! data predicts what it does. [`record`] turns a classification into the record users see.
+
+pub mod record;
+
+use crate::engine::{EngineError, Flow, LayerHidden, LayerObserver, Session};
+use crate::exit::{Cell, ExitPolicy, ExitState, PolicyConfig, PolicyKind, argmax};
+use crate::features::FeatureAccumulator;
+use crate::pack::AdapterPack;
+use crate::text::PreparedDocument;
+
+pub use record::ResultRecord;
+
+/// Where and how a classification stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitReport {
+    /// The cell whose head answered, as 0-based indices.
+    pub cell: Cell,
+    /// Sentences of the document within the token limit.
+    pub sentences: usize,
+    /// Layers of the model.
+    pub layers: usize,
+    /// The policy.
+    pub policy: PolicyKind,
+    /// Whether a confident cell ended the walk.
+    pub exited: bool,
+}
+
+impl ExitReport {
+    /// Sentences read: the answering sentence's number, from 1.
+    pub fn sentences_read(&self) -> usize {
+        self.cell.sentence + 1
+    }
+
+    /// The answering layer's number, from 1 ("layer 4 of 18").
+    pub fn layer_number(&self) -> usize {
+        self.cell.layer + 1
+    }
+}
+
+/// The answer for one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// Index of the predicted label.
+    pub class: usize,
+    /// Calibrated probabilities of every label at the answering cell.
+    pub probabilities: Vec<f32>,
+    /// Where it stopped.
+    pub exit: ExitReport,
+    /// Tokens fed to the model.
+    pub tokens_read: usize,
+    /// Tokens of the document within the token limit.
+    pub tokens_total: usize,
+    /// Whether the token limit cut the document.
+    pub truncated: bool,
+    /// Token×layer operations computed.
+    pub token_layers: u64,
+    /// Token×layer operations of the whole document at full depth.
+    pub full_token_layers: u64,
+}
+
+/// Feeds features to the accumulator and asks the exit rule at every layer the policy consults.
+struct PolicyObserver<'a> {
+    accumulator: &'a mut FeatureAccumulator,
+    pack: &'a AdapterPack,
+    policy: &'a dyn ExitPolicy,
+    state: &'a mut ExitState,
+    /// The sentence the cells of this pass belong to.
+    sentence: usize,
+    /// The exit cell and its probabilities, once found.
+    exit: Option<(Cell, Vec<f32>)>,
+}
+
+impl LayerObserver for PolicyObserver<'_> {
+    fn on_layer(&mut self, hidden: &LayerHidden<'_>) -> Flow {
+        let layer = hidden.layer();
+        self.accumulator.record(layer, hidden.states());
+        if self.policy.consults(layer) {
+            let feature = self
+                .accumulator
+                .current(self.pack.manifest.feature_kind, layer);
+            let probabilities = self.pack.probabilities(layer, feature).to_vec();
+            let cell = Cell {
+                sentence: self.sentence,
+                layer,
+            };
+            if self.state.observe(cell, &probabilities) {
+                self.exit = Some((cell, probabilities));
+                return Flow::Stop;
+            }
+        }
+        if layer >= self.policy.depth() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn wants_layer(&self, layer: usize) -> bool {
+        self.policy.needs_layer(layer)
+    }
+}
+
+/// A session, a pack and an exit policy, ready to classify documents one after the other.
+pub struct Classifier<'model, 'pack> {
+    session: Session<'model>,
+    pack: &'pack AdapterPack,
+    accumulator: FeatureAccumulator,
+    config: PolicyConfig,
+    policy: Box<dyn ExitPolicy + Send + Sync>,
+}
+
+impl<'model, 'pack> Classifier<'model, 'pack> {
+    /// A classifier over `session` (whose context must hold the pack's token limit).
+    pub fn new(session: Session<'model>, pack: &'pack AdapterPack, config: PolicyConfig) -> Self {
+        let model = session.model();
+        let accumulator = FeatureAccumulator::new(model.layers(), model.width());
+        let policy = config.policy(pack.heads.len());
+        Classifier {
+            session,
+            pack,
+            accumulator,
+            config,
+            policy,
+        }
+    }
+
+    /// The exit setting in use.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// Switches to another exit setting (the session, its thread pool and buffers are kept).
+    pub fn set_config(&mut self, config: PolicyConfig) {
+        self.policy = config.policy(self.pack.heads.len());
+        self.config = config;
+    }
+
+    /// The pack in use.
+    pub fn pack(&self) -> &'pack AdapterPack {
+        self.pack
+    }
+
+    /// Classifies one prepared document, walking it as [`crate::exit::simulate`] walks its grid.
+    pub fn classify(&mut self, document: &PreparedDocument) -> Result<Classification, EngineError> {
+        let pack = self.pack;
+        let policy = self.policy.as_ref();
+        let layers = pack.heads.len();
+        let sentences = document.sentences.len();
+        let last_sentence = sentences.saturating_sub(1);
+        let tokens_total = document.token_count();
+        let mut state = policy.exit_state();
+        let mut token_layers = 0u64;
+        let mut tokens_read = 0usize;
+        self.session.reset();
+        self.accumulator.reset();
+
+        // Each pass feeds whole sentences; their ends are outputs so that the last layer sees
+        // the same rows as in training (llama.cpp computes the last layer only for output
+        // rows, and training fed one sentence at a time with its last token as the output).
+        let sentence_tokens: Vec<usize> = document
+            .sentences
+            .iter()
+            .map(|sentence| sentence.tokens.len())
+            .collect();
+        let mut exit = None;
+        for pass in policy.reading().passes(&sentence_tokens) {
+            let mut tokens = Vec::new();
+            let mut ends = Vec::with_capacity(pass.len());
+            for sentence in &document.sentences[pass.clone()] {
+                tokens.extend_from_slice(&sentence.tokens);
+                ends.push(tokens.len() - 1);
+            }
+            let mut observer = PolicyObserver {
+                accumulator: &mut self.accumulator,
+                pack,
+                policy,
+                state: &mut state,
+                sentence: pass.end - 1,
+                exit: None,
+            };
+            let outcome = self
+                .session
+                .feed_with_outputs(&tokens, &ends, &mut observer)?;
+            exit = observer.exit.take();
+            tokens_read += outcome.tokens;
+            token_layers += (outcome.tokens * outcome.layers_computed) as u64;
+            if exit.is_some() {
+                break;
+            }
+        }
+        let exited = exit.is_some();
+        let (answer, probabilities) = exit.unwrap_or_else(|| {
+            // Nothing was confident: the fallback layer's head on everything read.
+            let layer = policy.fallback_layer();
+            let feature = self.accumulator.current(pack.manifest.feature_kind, layer);
+            let probabilities = pack.probabilities(layer, feature).to_vec();
+            let cell = Cell {
+                sentence: last_sentence,
+                layer,
+            };
+            (cell, probabilities)
+        });
+        let class = argmax(&probabilities);
+        Ok(Classification {
+            class,
+            probabilities,
+            exit: ExitReport {
+                cell: answer,
+                sentences,
+                layers,
+                policy: policy.kind(),
+                exited,
+            },
+            tokens_read,
+            tokens_total,
+            truncated: document.truncated,
+            token_layers,
+            full_token_layers: (tokens_total * layers) as u64,
+        })
+    }
+}

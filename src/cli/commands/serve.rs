@@ -1,0 +1,139 @@
+//! `exitwise serve`: the classification service (HTTP/JSON), for systemd on small boxes. This
+//! file merges the flags with the configuration file; [`exitwise::server`] serves.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use exitwise::engine::ModelOptions;
+use exitwise::exit::{Budget, PolicyKind};
+use exitwise::server::config::ServeConfig;
+use exitwise::server::worker::WorkerOptions;
+use exitwise::server::{Limits, ServeOptions};
+
+use crate::cli::options::PolicyArgument;
+use crate::cli::resolve::{load_pack, resolve_model_path};
+use crate::cli::{EXIT_OK, GlobalOptions};
+
+/// Arguments of `exitwise serve`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Endpoints: POST /v1/classify, GET /v1/info, /healthz, /readyz, /metrics (see the README).\n\nUnder systemd (Type=notify) it reports READY=1 once the model is loaded, pings the watchdog when WatchdogSec is set, and stops gracefully on SIGTERM: it stops accepting, answers every accepted request, and exits 0."
+)]
+pub struct ServeArgs {
+    /// Where to listen: `HOST:PORT` or `unix:/path/to/socket` [default: 127.0.0.1:8080]
+    ///
+    /// Under systemd socket activation (`LISTEN_FDS`, e.g. `deploy/exitwise.socket`) the socket
+    /// systemd passes is used instead, and this setting is ignored.
+    #[arg(long, value_name = "ADDRESS")]
+    listen: Option<String>,
+
+    /// TOML file with the same keys as these flags (`listen`, `model`, `adapters`, `policy`,
+    /// `budget`, `threads`, `gpu_layers`, `queue`, `max_texts`, `max_body_bytes`,
+    /// `request_timeout_s`); flags win, unknown keys are an error
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// GGUF model file, or the name of a catalog model [default: the catalog's default model]
+    #[arg(long, value_name = "PATH|NAME")]
+    model: Option<PathBuf>,
+
+    /// Adapter pack: a folder, or the name of a pack in `adapters/` [default: the compiled-in
+    /// pack]
+    #[arg(long, value_name = "NAME|DIR")]
+    adapters: Option<PathBuf>,
+
+    /// Exit policy of requests that name none [default: 2d]
+    #[arg(long, value_enum)]
+    policy: Option<PolicyArgument>,
+
+    /// Accuracy budget of requests that name none [default: 1]
+    #[arg(long, value_name = "POINTS")]
+    budget: Option<Budget>,
+
+    /// Requests that may wait for the model; beyond, requests get 429 at once [default: 16]
+    #[arg(long, value_name = "N")]
+    queue: Option<usize>,
+
+    /// Most texts in one request [default: 64]
+    #[arg(long, value_name = "N")]
+    max_texts: Option<usize>,
+
+    /// Largest request body in bytes [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+
+    /// Longest time from request to answer, in seconds; beyond, 408 [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    request_timeout_s: Option<f64>,
+}
+
+/// Runs `exitwise serve` until SIGTERM or Ctrl-C.
+pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    let config = match &args.config {
+        Some(path) => ServeConfig::read(path)?,
+        None => ServeConfig::default(),
+    };
+    let policy = match (args.policy, &config.policy) {
+        (Some(policy), _) => PolicyKind::from(policy),
+        (None, Some(name)) => PolicyKind::from_name(name).with_context(|| {
+            format!(
+                "unknown policy `{name}` in the configuration; known: 2d, layer, sentence, full"
+            )
+        })?,
+        (None, None) => PolicyKind::TwoDimensional,
+    };
+    let budget = args
+        .budget
+        .or(config.budget)
+        .unwrap_or(Budget::from_hundredths(100));
+    let timeout = args
+        .request_timeout_s
+        .or(config.request_timeout_s)
+        .unwrap_or(60.0);
+    anyhow::ensure!(
+        timeout.is_finite() && timeout > 0.0,
+        "the request timeout must be a positive number of seconds"
+    );
+    let limits = Limits {
+        max_body_bytes: args
+            .max_body_bytes
+            .or(config.max_body_bytes)
+            .unwrap_or(1 << 20),
+        max_texts: args.max_texts.or(config.max_texts).unwrap_or(64).max(1),
+        request_timeout: Duration::from_secs_f64(timeout),
+        queue_capacity: args.queue.or(config.queue).unwrap_or(16).max(1),
+        default_policy: policy,
+        default_budget: budget,
+    };
+    let listen = args
+        .listen
+        .clone()
+        .or(config.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+
+    let pack = Arc::new(load_pack(
+        args.adapters.as_ref().or(config.adapters.as_ref()),
+    )?);
+    // The default setting must exist before the first request needs it.
+    pack.operating_point(policy, budget)?;
+    let model_path = resolve_model_path(args.model.as_ref().or(config.model.as_ref()), global)?;
+    let worker = WorkerOptions {
+        model_path,
+        model_options: ModelOptions {
+            gpu_layers: global.model_options().gpu_layers.or(config.gpu_layers),
+        },
+        threads: global.threads().or(config.threads),
+        token_limit: pack.manifest.token_limit,
+        queue_capacity: limits.queue_capacity,
+    };
+    exitwise::server::run(ServeOptions {
+        listen,
+        limits,
+        pack,
+        worker,
+    })?;
+    Ok(EXIT_OK)
+}

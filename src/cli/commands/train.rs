@@ -1,0 +1,222 @@
+//! `exitwise train`: learns an adapter pack (one classifier head per layer) from labelled data.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+
+use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::features::FeatureKind;
+use exitwise::features::cache::FeatureCache;
+use exitwise::features::extraction::{FeatureSource, load_prefix_sets};
+use exitwise::heads::{TrainedHeads, train_heads};
+use exitwise::pack::assemble::{PackDescription, TrainingData, assemble};
+use exitwise::pack::calibrate::calibrate_pack;
+use exitwise::pack::{AdapterPack, MANIFEST_FILE};
+use exitwise::text::DEFAULT_TOKEN_LIMIT;
+
+use crate::cli::feature_source::cached_features;
+use crate::cli::resolve::{load_model, model_sha256};
+use crate::cli::tables::{render_layer_table, render_operating_points};
+use crate::cli::{EXIT_OK, GlobalOptions, output};
+
+/// Arguments of `exitwise train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// GGUF model file, or the name of a catalog model [default: the catalog's default model]
+    #[arg(long, value_name = "PATH|NAME")]
+    model: Option<PathBuf>,
+
+    /// Training data: JSON Lines, or CSV/TSV with a header row (by extension)
+    #[arg(long, value_name = "FILE")]
+    train: PathBuf,
+
+    /// Development data (same format): chooses the L2 penalty, the feature kind and the
+    /// calibration temperature, and measures the per-layer accuracy
+    #[arg(long, value_name = "FILE")]
+    dev: PathBuf,
+
+    /// Output folder of the pack (its name is the folder's name), e.g. `adapters/my-pack`
+    #[arg(long, value_name = "DIR", required_unless_present = "extract_only")]
+    out: Option<PathBuf>,
+
+    /// Field (column) holding the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_field: String,
+
+    /// Field (column) holding the label; labels are any strings, 2 or more classes
+    #[arg(long, default_value = "label", value_name = "NAME")]
+    label_field: String,
+
+    /// Field (column) holding the document id (optional in the data)
+    #[arg(long, default_value = "id", value_name = "NAME")]
+    id_field: String,
+
+    /// Use only the first N training documents
+    #[arg(long, value_name = "N")]
+    max_docs: Option<usize>,
+
+    /// Use only the first N development documents
+    #[arg(long, value_name = "N")]
+    max_dev_docs: Option<usize>,
+
+    /// Most tokens read per document (document-start token included)
+    #[arg(long, default_value_t = DEFAULT_TOKEN_LIMIT, value_name = "N")]
+    token_limit: usize,
+
+    /// Folder of the feature cache [default: $EXITWISE_CACHE_DIR, else ~/.cache/exitwise]
+    ///
+    /// Features are cached per model file, data file and token limit: training again (other
+    /// labels of the same file, fewer documents, another output) never re-runs the model.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Only run the model over the data and fill the feature cache; train nothing
+    #[arg(long)]
+    extract_only: bool,
+}
+
+/// Runs `exitwise train`.
+pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    let fields = FieldNames {
+        text: args.text_field.clone(),
+        label: args.label_field.clone(),
+        id: args.id_field.clone(),
+    };
+    let train = Dataset::read(&args.train, &fields, args.max_docs)?;
+    train.check_trainable()?;
+    let labels = train.labels();
+    let dev = Dataset::read(&args.dev, &fields, args.max_dev_docs)?;
+    dev.check_labels_within(&labels)?;
+    if let Some(out) = &args.out
+        && out.exists()
+        && !out.join(MANIFEST_FILE).exists()
+        && std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some())
+    {
+        bail!(
+            "refusing to write the pack into `{}`: the folder exists and is not a pack",
+            out.display()
+        );
+    }
+
+    let model = load_model(args.model.as_ref(), global)?;
+    let model_sha256 = model_sha256(&model)?;
+    let source = FeatureSource {
+        model: &model,
+        model_sha256: &model_sha256,
+        token_limit: args.token_limit,
+        cache_root: args.cache_dir.as_deref(),
+        threads: global.threads(),
+    };
+    let extract = |data: &Dataset, what: &str| -> anyhow::Result<FeatureCache> {
+        let (cache, report, seconds) = cached_features(&source, data, what)?;
+        eprintln!(
+            "{what}: {} documents decoded in {seconds:.0} s, {} from the cache{}",
+            report.decoded,
+            report.cached,
+            if report.empty.is_empty() {
+                String::new()
+            } else {
+                format!(", {} empty and skipped", report.empty.len())
+            }
+        );
+        Ok(cache)
+    };
+    let mut train_cache = extract(&train, "train")?;
+    let mut dev_cache = extract(&dev, "dev")?;
+    if args.extract_only {
+        eprintln!(
+            "features cached in `{}` and `{}`",
+            train_cache.folder().display(),
+            dev_cache.folder().display()
+        );
+        return Ok(EXIT_OK);
+    }
+    let Some(out) = &args.out else {
+        bail!("--out is required to train a pack");
+    };
+
+    let class_of = |label: &str| labels.iter().position(|known| known == label);
+    let (layers, width) = (model.layers(), model.width());
+    let kinds = &FeatureKind::ALL;
+    let train_sets = load_prefix_sets(&mut train_cache, &train, &class_of, kinds, layers, width)?;
+    let dev_sets = load_prefix_sets(&mut dev_cache, &dev, &class_of, kinds, layers, width)?;
+    let threads = global
+        .threads()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let bar = output::steps_bar((layers * train_sets.len()) as u64, "training heads");
+    let mut candidates: Vec<TrainedHeads> = Vec::new();
+    for (train_set, dev_set) in train_sets.iter().zip(&dev_sets) {
+        let finished_before = (candidates.len() * layers) as u64;
+        candidates.push(train_heads(
+            train_set,
+            dev_set,
+            labels.len(),
+            threads,
+            &|done| bar.set_position(finished_before + done as u64),
+        ));
+    }
+    bar.finish_and_clear();
+
+    let name = out.file_name().map_or_else(
+        || "pack".to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let description = PackDescription {
+        name: &name,
+        labels: &labels,
+        token_limit: args.token_limit,
+        model: model.facts(),
+        model_sha256: &model_sha256,
+        fields: &fields,
+        train: TrainingData {
+            dataset: &train,
+            prefixes: &train_sets[0],
+        },
+        dev: TrainingData {
+            dataset: &dev,
+            prefixes: &dev_sets[0],
+        },
+    };
+    let mut pack = assemble(&description, candidates).context("no feature kind was trained")?;
+    calibrate_pack(&mut pack, &model, &mut dev_cache, &dev)?;
+    pack.save(out)
+        .with_context(|| format!("cannot save the pack to `{}`", out.display()))?;
+    output::print(&render_report(&pack))?;
+    eprintln!("pack saved to `{}`", out.display());
+    Ok(EXIT_OK)
+}
+
+fn render_report(pack: &AdapterPack) -> String {
+    let manifest = &pack.manifest;
+    let mut text = String::new();
+    let comparison: Vec<String> = manifest
+        .training
+        .feature_comparison
+        .iter()
+        .map(|(kind, accuracy)| format!("{kind} {accuracy:.4}"))
+        .collect();
+    let _ = writeln!(
+        text,
+        "pack {}: {} classes ({}), {} training documents ({} sentence prefixes), {} dev documents",
+        manifest.name,
+        manifest.labels.len(),
+        manifest.labels.join(", "),
+        manifest.training.train_documents,
+        manifest.training.train_prefixes,
+        manifest.training.dev_documents
+    );
+    let _ = writeln!(
+        text,
+        "feature kind: {} (mean dev accuracy over layers and prefixes: {})",
+        manifest.feature_kind.name(),
+        comparison.join(", ")
+    );
+    text.push_str(&render_layer_table(
+        &manifest.layers,
+        manifest.best_layer,
+        "dev",
+    ));
+    text.push_str(&render_operating_points(manifest));
+    text
+}

@@ -1,0 +1,115 @@
+//! Flags that several commands share: the global options, the labelled-data fields and the
+//! policy choice.
+
+use std::path::PathBuf;
+
+use exitwise::catalog::default_models_dir;
+use exitwise::dataset::FieldNames;
+use exitwise::engine::ModelOptions;
+use exitwise::exit::PolicyKind;
+use exitwise::pack::PackManifest;
+
+/// Options every subcommand understands.
+#[derive(Debug, clap::Args)]
+pub struct GlobalOptions {
+    /// CPU threads for llama.cpp [default: all cores]
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Layers to offload to the GPU (needs a build with `--features cuda`, `metal` or
+    /// `vulkan`)
+    ///
+    /// Default: all layers on GPU builds, 0 on CPU builds.
+    #[arg(long, global = true, value_name = "N")]
+    gpu_layers: Option<u32>,
+
+    /// Folder of fetched models
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "EXITWISE_MODELS_DIR",
+        hide_env = true
+    )]
+    models_dir: Option<PathBuf>,
+
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: llama.cpp's own log)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+impl GlobalOptions {
+    /// The models folder in effect.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    }
+
+    /// llama.cpp model-loading options from the global flags.
+    pub fn model_options(&self) -> ModelOptions {
+        ModelOptions {
+            gpu_layers: self.gpu_layers,
+        }
+    }
+
+    /// Threads for llama.cpp.
+    pub fn threads(&self) -> Option<usize> {
+        self.threads
+    }
+
+    /// How many `-v` were given.
+    pub fn verbosity(&self) -> u8 {
+        self.verbose
+    }
+}
+
+/// `--text-field` and `--label-field` of the commands that read labelled data for a pack.
+#[derive(Debug, clap::Args)]
+pub struct LabelledFields {
+    /// Field (column) holding the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_field: String,
+
+    /// Field (column) holding the label [default: the field the pack was trained on]
+    #[arg(long, value_name = "NAME")]
+    label_field: Option<String>,
+}
+
+impl LabelledFields {
+    /// The field names; the label field defaults to the one `manifest`'s pack was trained on.
+    pub fn names(&self, manifest: &PackManifest) -> FieldNames {
+        FieldNames {
+            text: self.text_field.clone(),
+            label: self
+                .label_field
+                .clone()
+                .unwrap_or_else(|| manifest.training.label_field.clone()),
+            ..FieldNames::default()
+        }
+    }
+}
+
+/// Exit policy choices on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArgument {
+    /// Pass by pass (a sentence, or whole sentences up to a calibrated size), layer by layer
+    /// inside each pass, up to a depth cap
+    #[value(name = "2d")]
+    TwoDimensional,
+    /// The whole document at once, exit at the first confident layer
+    Layer,
+    /// Sentence by sentence at full depth, exit at the first confident sentence
+    Sentence,
+    /// Everything: all sentences, all layers (answers with the pack's best layer)
+    Full,
+}
+
+impl From<PolicyArgument> for PolicyKind {
+    fn from(argument: PolicyArgument) -> Self {
+        match argument {
+            PolicyArgument::TwoDimensional => PolicyKind::TwoDimensional,
+            PolicyArgument::Layer => PolicyKind::Layer,
+            PolicyArgument::Sentence => PolicyKind::Sentence,
+            PolicyArgument::Full => PolicyKind::Full,
+        }
+    }
+}

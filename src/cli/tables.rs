@@ -1,0 +1,114 @@
+//! The tables `train`, `calibrate` and `accuracy` print: per-layer accuracy and the calibrated
+//! operating points. Layers are numbered from 1.
+
+use std::fmt::Write as _;
+
+use exitwise::exit::PolicyKind;
+use exitwise::heads::LayerReport;
+use exitwise::pack::PackManifest;
+
+/// The calibrated operating points as a table.
+pub fn render_operating_points(manifest: &PackManifest) -> String {
+    let Some(calibration) = &manifest.calibration else {
+        return String::new();
+    };
+    let mut text = format!(
+        "exit calibration on {} dev documents (layers numbered from 1; decide: the layer that answers, or the first that may exit; cost: share of full-depth, whole-document token×layer operations; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document)\n",
+        calibration.dev_documents
+    );
+    let _ = writeln!(
+        text,
+        "{:<9} {:>6} {:<19} {:>9} {:>6} {:>9} {:>8} {:>6} {:>9} {:>9}",
+        "policy",
+        "budget",
+        "rule",
+        "threshold",
+        "decide",
+        "depth cap",
+        "patience",
+        "pass",
+        "dev acc",
+        "dev cost"
+    );
+    for point in &calibration.operating_points {
+        let config = &point.config;
+        let dash = || "-".to_string();
+        let (rule, threshold, patience) = match config.kind {
+            PolicyKind::Full => (dash(), dash(), dash()),
+            _ => (
+                config.rule.name().to_string(),
+                format!("{:.3}", config.threshold),
+                config.patience.to_string(),
+            ),
+        };
+        // Which head answers: a fixed layer for `full` and `sentence`, the exit cell otherwise.
+        let decide = match config.kind {
+            PolicyKind::Full | PolicyKind::Sentence => (config.decision_layer + 1).to_string(),
+            _ => format!("≥{}", config.min_layer + 1),
+        };
+        let (cap, pass) = match config.kind {
+            PolicyKind::TwoDimensional => (
+                (config.depth_cap + 1).to_string(),
+                if config.min_pass_tokens == 0 {
+                    "1 sent".to_string()
+                } else {
+                    format!("≥{}", config.min_pass_tokens)
+                },
+            ),
+            PolicyKind::Sentence => (dash(), "1 sent".to_string()),
+            _ => (dash(), "doc".to_string()),
+        };
+        let _ = writeln!(
+            text,
+            "{:<9} {:>6.1} {:<19} {:>9} {:>6} {:>9} {:>8} {:>6} {:>9.4} {:>9.3}",
+            config.kind.name(),
+            point.budget.points(),
+            rule,
+            threshold,
+            decide,
+            cap,
+            patience,
+            pass,
+            point.dev_accuracy,
+            point.dev_cost
+        );
+    }
+    text
+}
+
+/// The per-layer accuracy table (`set` names the data: "dev", "test"); `*` marks `best_layer`.
+pub fn render_layer_table(reports: &[LayerReport], best_layer: usize, set: &str) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:>5} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "layer",
+        "l2",
+        "temp",
+        format!("{set} full"),
+        format!("{set} @1"),
+        format!("{set} @2"),
+        format!("{set} @4"),
+        "prefixes"
+    );
+    for report in reports {
+        let marker = if report.layer == best_layer { " *" } else { "" };
+        let _ = writeln!(
+            text,
+            "{:>5} {:>8.0e} {:>7.3} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4}{marker}",
+            report.layer + 1,
+            report.l2,
+            report.temperature,
+            report.dev_accuracy_full,
+            report.dev_accuracy_1,
+            report.dev_accuracy_2,
+            report.dev_accuracy_4,
+            report.dev_accuracy_prefixes
+        );
+    }
+    let _ = writeln!(
+        text,
+        "* best layer on whole dev documents (the pack's choice)"
+    );
+    text
+}

@@ -1,0 +1,15 @@
+//! Measuring what early exit buys: `exitwise eval`'s interleaved timing of the policies
+//! ([`runner`]), its statistics ([`statistics`]), the oracle ([`oracle`]), the paper's staircase
+//! schedule against the depth-capped 2d walk ([`schedules`]), the reports built from them
+//! ([`report`]) with the machine's facts ([`machine`]), and the engine benchmark
+//! ([`engine_benchmark`]).
+
+pub mod engine_benchmark;
+pub mod machine;
+pub mod oracle;
+pub mod report;
+pub mod runner;
+pub mod schedules;
+pub mod statistics;
+
+pub use statistics::{DocumentResult, PolicySummary, median, quantile, summarise};

@@ -1,0 +1,534 @@
+//! Adapter packs: the per-layer heads that turn a GGUF model into a classifier with early exit.
+//!
+//! A pack is a folder with `adapter.toml` (format version, model fingerprint, labels, feature
+//! kind, per-layer dev accuracy and calibration, training data description) and
+//! `heads.safetensors` (per layer: `layers.<l>.weight` `[classes, width]`, `layers.<l>.bias`
+//! `[classes]`, `layers.<l>.mean` and `layers.<l>.scale` `[width]`, all little-endian f32).
+//! Both are plain, documented formats that other tools read.
+//!
+//! [`manifest`] and [`weights`] are the two files; [`assemble`] makes a pack from trained heads;
+//! [`calibrate`] builds the dev probability grids from cached features and stores the operating
+//! points [`crate::exit::calibration`] chooses on them.
+
+pub mod assemble;
+pub mod calibrate;
+pub mod manifest;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, ArrayView1};
+
+use crate::engine::ModelFacts;
+use crate::exit::{Budget, PolicyConfig, PolicyKind};
+use crate::heads::LayerHead;
+
+pub use manifest::{
+    CalibrationSection, MANIFEST_FILE, ModelFingerprint, PACK_FORMAT_VERSION, PackManifest,
+    TrainingDescription, WEIGHTS_FILE,
+};
+use weights::{read_heads, write_heads};
+
+/// A pack compiled into the binary by `build.rs`.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedPack {
+    /// The pack's name.
+    pub name: &'static str,
+    /// `adapter.toml`.
+    pub manifest: &'static str,
+    /// `heads.safetensors`.
+    pub weights: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/embedded_pack.rs"));
+
+/// Why a pack cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// A file could not be read or written.
+    #[error("cannot {action} `{path}`: {cause}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause (part of the message, so not exposed as the source).
+        cause: std::io::Error,
+    },
+    /// `adapter.toml` is malformed or inconsistent.
+    #[error("invalid manifest of pack `{origin}`: {reason}")]
+    Manifest {
+        /// The pack folder or name.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The format version is not this build's.
+    #[error(
+        "pack `{origin}` has format version {found}; this exitwise reads version {PACK_FORMAT_VERSION}"
+    )]
+    Version {
+        /// The pack.
+        origin: String,
+        /// The version in its manifest.
+        found: u32,
+    },
+    /// `heads.safetensors` is corrupt, truncated or has wrong shapes.
+    #[error("invalid weights of pack `{origin}`: {reason}")]
+    Weights {
+        /// The pack.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pack has no exit setting for the requested policy and budget.
+    #[error("pack `{origin}` has {reason}")]
+    Calibration {
+        /// The pack.
+        origin: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// The pack belongs to another model.
+    #[error("pack `{origin}` does not fit the model: {reason}")]
+    ModelMismatch {
+        /// The pack.
+        origin: String,
+        /// The difference.
+        reason: String,
+    },
+}
+
+/// A loaded, validated adapter pack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterPack {
+    /// The manifest.
+    pub manifest: PackManifest,
+    /// One head per layer.
+    pub heads: Vec<LayerHead>,
+}
+
+impl AdapterPack {
+    /// Loads and validates the pack in `dir`.
+    pub fn load_dir(dir: &Path) -> Result<Self, PackError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|cause| PackError::Io {
+                action: "read",
+                path,
+                cause,
+            })
+        };
+        let manifest = read(MANIFEST_FILE)?;
+        let weights = read(WEIGHTS_FILE)?;
+        let manifest = String::from_utf8(manifest).map_err(|_| PackError::Manifest {
+            origin: dir.display().to_string(),
+            reason: "not UTF-8".into(),
+        })?;
+        Self::from_parts(&manifest, &weights, &dir.display().to_string())
+    }
+
+    /// Parses and validates a pack from its two files' contents (`origin` names it in errors).
+    pub fn from_parts(
+        manifest_text: &str,
+        weights: &[u8],
+        origin: &str,
+    ) -> Result<Self, PackError> {
+        let manifest_error = |reason: String| PackError::Manifest {
+            origin: origin.to_string(),
+            reason,
+        };
+        // Read the version first, so a future format gets the version message rather than a
+        // field error.
+        let version = toml::from_str::<toml::Table>(manifest_text)
+            .map_err(|error| manifest_error(error.message().to_string()))?
+            .get("format_version")
+            .and_then(toml::Value::as_integer)
+            .ok_or_else(|| manifest_error("no integer `format_version`".into()))?;
+        if version != i64::from(PACK_FORMAT_VERSION) {
+            return Err(PackError::Version {
+                origin: origin.to_string(),
+                found: u32::try_from(version).unwrap_or(u32::MAX),
+            });
+        }
+        let manifest: PackManifest = toml::from_str(manifest_text)
+            .map_err(|error| manifest_error(error.message().to_string()))?;
+        manifest.validate().map_err(manifest_error)?;
+        let heads = read_heads(&manifest, weights).map_err(|reason| PackError::Weights {
+            origin: origin.to_string(),
+            reason,
+        })?;
+        Ok(AdapterPack { manifest, heads })
+    }
+
+    /// The default pack compiled into this binary, if the build had it.
+    pub fn embedded() -> Option<Result<Self, PackError>> {
+        EMBEDDED_PACK.map(|pack| Self::from_parts(pack.manifest, pack.weights, pack.name))
+    }
+
+    /// Writes the pack into `dir` (created if needed); each file is written to a temporary
+    /// name first and renamed, so a failure never leaves a half-written pack.
+    pub fn save(&self, dir: &Path) -> Result<(), PackError> {
+        std::fs::create_dir_all(dir).map_err(|cause| PackError::Io {
+            action: "create",
+            path: dir.to_path_buf(),
+            cause,
+        })?;
+        let manifest =
+            toml::to_string_pretty(&self.manifest).map_err(|error| PackError::Manifest {
+                origin: dir.display().to_string(),
+                reason: error.to_string(),
+            })?;
+        let weights = write_heads(&self.heads).map_err(|reason| PackError::Weights {
+            origin: dir.display().to_string(),
+            reason,
+        })?;
+        for (name, bytes) in [
+            (MANIFEST_FILE, manifest.into_bytes()),
+            (WEIGHTS_FILE, weights),
+        ] {
+            let path = dir.join(name);
+            let temporary = dir.join(format!(".{name}.partial"));
+            std::fs::write(&temporary, bytes)
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .map_err(|cause| PackError::Io {
+                    action: "write",
+                    path,
+                    cause,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the pack fits `model`: architecture, layers and width must match; another
+    /// quantization (or another file of the same shape, when `model_sha256` is given) gives a
+    /// warning, or an error when `strict`. Returns the warnings.
+    pub fn check_model(
+        &self,
+        model: &ModelFacts,
+        model_sha256: Option<&str>,
+        strict: bool,
+    ) -> Result<Vec<String>, PackError> {
+        let expected = &self.manifest.model;
+        let mismatch = |reason: String| PackError::ModelMismatch {
+            origin: self.manifest.name.clone(),
+            reason,
+        };
+        if expected.architecture != model.architecture
+            || expected.layers != model.layers
+            || expected.width != model.width
+        {
+            return Err(mismatch(format!(
+                "it was trained for {} with {} layers of width {}, the model is {} with {} layers of width {}",
+                expected.architecture,
+                expected.layers,
+                expected.width,
+                model.architecture,
+                model.layers,
+                model.width
+            )));
+        }
+        let mut warnings = Vec::new();
+        if expected.quantization != model.quantization {
+            warnings.push(format!(
+                "pack `{}` was trained on a {} file, the model is {}: accuracy may differ",
+                self.manifest.name,
+                expected.quantization.as_deref().unwrap_or("unknown"),
+                model
+                    .quantization
+                    .as_deref()
+                    .unwrap_or("of unknown quantization")
+            ));
+        } else if let Some(sha256) = model_sha256.filter(|sha256| *sha256 != expected.sha256) {
+            warnings.push(format!(
+                "pack `{}` was trained on the model file with sha256 {}, this one has {sha256}",
+                self.manifest.name, expected.sha256
+            ));
+        }
+        if strict && let Some(warning) = warnings.first() {
+            return Err(mismatch(format!("{warning} (refused because of --strict)")));
+        }
+        Ok(warnings)
+    }
+
+    /// The calibrated exit setting of `policy` at `budget` points below `full` on dev.
+    /// `full` needs no calibration: it reads everything and answers with the best layer.
+    pub fn operating_point(
+        &self,
+        policy: PolicyKind,
+        budget: Budget,
+    ) -> Result<PolicyConfig, PackError> {
+        let calibration_error = |reason: String| PackError::Calibration {
+            origin: self.manifest.name.clone(),
+            reason,
+        };
+        if policy == PolicyKind::Full {
+            return Ok(PolicyConfig::full(
+                self.manifest.model.layers,
+                self.manifest.best_layer,
+            ));
+        }
+        let Some(calibration) = &self.manifest.calibration else {
+            return Err(calibration_error(
+                "no exit calibration: run `exitwise calibrate PACK --dev FILE`".into(),
+            ));
+        };
+        let points: Vec<_> = calibration
+            .operating_points
+            .iter()
+            .filter(|point| point.config.kind == policy)
+            .collect();
+        points
+            .iter()
+            .find(|point| point.budget == budget)
+            .map(|point| point.config)
+            .ok_or_else(|| {
+                let budgets: Vec<String> = points
+                    .iter()
+                    .map(|point| point.budget.to_string())
+                    .collect();
+                calibration_error(format!(
+                    "no exit setting for policy `{}` at budget {budget} (calibrated budgets: {})",
+                    policy.name(),
+                    if budgets.is_empty() {
+                        "none".to_string()
+                    } else {
+                        budgets.join(", ")
+                    }
+                ))
+            })
+    }
+
+    /// Calibrated class probabilities of the head of `layer` for a raw feature vector.
+    pub fn probabilities(&self, layer: usize, feature: ArrayView1<'_, f32>) -> Array1<f32> {
+        self.heads[layer].probabilities(feature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ndarray::Array2;
+
+    use super::*;
+    use crate::features::FeatureKind;
+    use crate::heads::{LayerReport, LinearHead, Standardizer};
+
+    fn sample_pack() -> AdapterPack {
+        let (layers, width, classes) = (3, 4, 2);
+        let heads = (0..layers)
+            .map(|layer| LayerHead {
+                standardizer: Standardizer {
+                    mean: Array1::from_elem(width, layer as f32),
+                    scale: Array1::from_elem(width, 0.5),
+                },
+                head: LinearHead {
+                    weights: Array2::from_shape_fn((classes, width), |(class, column)| {
+                        (class * width + column) as f32 * 0.1
+                    }),
+                    bias: Array1::from(vec![0.25, -0.25]),
+                    temperature: 1.5,
+                },
+            })
+            .collect();
+        let manifest = PackManifest {
+            format_version: PACK_FORMAT_VERSION,
+            name: "tiny".into(),
+            labels: vec!["neg".into(), "pos".into()],
+            feature_kind: FeatureKind::MeanTokens,
+            token_limit: 2048,
+            best_layer: 2,
+            model: ModelFingerprint {
+                architecture: "gemma3".into(),
+                layers,
+                width,
+                sha256: "c".repeat(64),
+                quantization: Some("Q4_K_M".into()),
+            },
+            training: TrainingDescription {
+                train_file: "train.jsonl".into(),
+                train_sha256: "a".repeat(64),
+                train_documents: 10,
+                train_prefixes: 30,
+                dev_file: "dev.jsonl".into(),
+                dev_sha256: "b".repeat(64),
+                dev_documents: 5,
+                text_field: "text".into(),
+                label_field: "label".into(),
+                feature_comparison: BTreeMap::from([
+                    ("last_token".into(), 0.7),
+                    ("mean_tokens".into(), 0.8),
+                ]),
+                created_by: "exitwise test".into(),
+            },
+            layers: (0..layers)
+                .map(|layer| LayerReport {
+                    layer,
+                    l2: 0.01,
+                    temperature: 1.5,
+                    dev_accuracy_prefixes: 0.75,
+                    dev_accuracy_full: 0.8,
+                    dev_accuracy_1: 0.6,
+                    dev_accuracy_2: 0.7,
+                    dev_accuracy_4: 0.75,
+                })
+                .collect(),
+            calibration: None,
+        };
+        AdapterPack { manifest, heads }
+    }
+
+    fn facts(architecture: &str, layers: usize, width: usize, quantization: &str) -> ModelFacts {
+        ModelFacts {
+            name: None,
+            architecture: architecture.into(),
+            layers,
+            width,
+            parameters: 0,
+            quantization: Some(quantization.into()),
+            tensor_types: Vec::new(),
+            file_size: 0,
+            vocabulary_size: 0,
+            trained_context: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_preserves_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pack = sample_pack();
+        pack.save(dir.path()).expect("save");
+        let loaded = AdapterPack::load_dir(dir.path()).expect("load");
+        assert_eq!(loaded, pack);
+        let feature = ndarray::array![1.0f32, 2.0, 3.0, 4.0];
+        assert_eq!(
+            loaded.probabilities(1, feature.view()),
+            pack.probabilities(1, feature.view())
+        );
+    }
+
+    #[test]
+    fn calibration_round_trips_and_is_validated() {
+        use crate::exit::{ExitRule, OperatingPoint};
+        let mut pack = sample_pack();
+        let config = PolicyConfig {
+            kind: PolicyKind::TwoDimensional,
+            rule: ExitRule::AccumulatedMargin,
+            threshold: 2.5,
+            min_layer: 1,
+            patience: 2,
+            depth_cap: 2,
+            decision_layer: 2,
+            min_pass_tokens: 0,
+        };
+        pack.manifest.calibration = Some(CalibrationSection {
+            dev_documents: 5,
+            operating_points: vec![OperatingPoint {
+                budget: Budget::from_hundredths(100),
+                config,
+                dev_accuracy: 0.8,
+                dev_cost: 0.25,
+            }],
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        pack.save(dir.path()).expect("save");
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("manifest");
+        assert!(manifest.contains("kind = \"2d\""), "{manifest}");
+        assert_eq!(AdapterPack::load_dir(dir.path()).expect("load"), pack);
+        let weights = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
+        let too_deep = manifest.replace("depth_cap = 2", "depth_cap = 3");
+        let error = AdapterPack::from_parts(&too_deep, &weights, "tiny").unwrap_err();
+        assert!(
+            error.to_string().contains("does not fit a 3-layer model"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn model_checks_refuse_other_shapes_and_warn_on_other_quantization() {
+        let pack = sample_pack();
+        assert_eq!(
+            pack.check_model(&facts("gemma3", 3, 4, "Q4_K_M"), None, true)
+                .expect("fits"),
+            Vec::<String>::new()
+        );
+        let error = pack
+            .check_model(&facts("llama", 3, 4, "Q4_K_M"), None, false)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "pack `tiny` does not fit the model: it was trained for gemma3 with 3 layers of width 4, the model is llama with 3 layers of width 4"
+        );
+        assert!(
+            pack.check_model(&facts("gemma3", 3, 8, "Q4_K_M"), None, false)
+                .is_err()
+        );
+        let warnings = pack
+            .check_model(&facts("gemma3", 3, 4, "Q8_0"), None, false)
+            .expect("accepted");
+        assert_eq!(
+            warnings,
+            ["pack `tiny` was trained on a Q4_K_M file, the model is Q8_0: accuracy may differ"]
+        );
+        let error = pack
+            .check_model(&facts("gemma3", 3, 4, "Q8_0"), None, true)
+            .unwrap_err();
+        assert!(
+            error.to_string().ends_with("(refused because of --strict)"),
+            "{error}"
+        );
+        let warnings = pack
+            .check_model(
+                &facts("gemma3", 3, 4, "Q4_K_M"),
+                Some(&"d".repeat(64)),
+                false,
+            )
+            .expect("accepted");
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn corrupt_truncated_or_future_packs_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pack = sample_pack();
+        pack.save(dir.path()).expect("save");
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("manifest");
+        let weights = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
+
+        for cut in [0, 7, 100, weights.len() / 2, weights.len() - 1] {
+            let error = AdapterPack::from_parts(&manifest, &weights[..cut], "tiny").unwrap_err();
+            assert!(
+                matches!(error, PackError::Weights { .. }),
+                "cut {cut}: {error}"
+            );
+        }
+        let mut flipped = weights.clone();
+        let last = flipped.len() - 2;
+        flipped[last] = 0xff;
+        flipped[last + 1] = 0x7f; // a NaN in the last tensor
+        assert!(AdapterPack::from_parts(&manifest, &flipped, "tiny").is_err());
+
+        let future = manifest.replace("format_version = 1", "format_version = 9");
+        let error = AdapterPack::from_parts(&future, &weights, "tiny").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "pack `tiny` has format version 9; this exitwise reads version 1"
+        );
+
+        let wide = manifest.replace("width = 4", "width = 5");
+        let error = AdapterPack::from_parts(&wide, &weights, "tiny").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("has shape [2, 4], expected [2, 5]"),
+            "{error}"
+        );
+
+        let error =
+            AdapterPack::from_parts("format_version = 1\nname = 3", &weights, "tiny").unwrap_err();
+        assert!(matches!(error, PackError::Manifest { .. }), "{error}");
+        let error = AdapterPack::load_dir(&dir.path().join("missing")).unwrap_err();
+        assert!(error.to_string().starts_with("cannot read `"), "{error}");
+    }
+}
