@@ -25,7 +25,7 @@ pub struct LabelledDocument {
 pub struct FieldNames {
     /// Field with the text.
     pub text: String,
-    /// Field with the label.
+    /// Field with the label; empty: the file is read without labels (every label empty).
     pub label: String,
     /// Field with the document id (optional in the file).
     pub id: String,
@@ -242,10 +242,14 @@ fn read_json_lines(
             .get(&fields.text)
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| record_error(format!("no string field `{}`", fields.text)))?;
-        let label = object
-            .get(&fields.label)
-            .and_then(value_text)
-            .ok_or_else(|| record_error(format!("no label field `{}`", fields.label)))?;
+        let label = if fields.label.is_empty() {
+            String::new()
+        } else {
+            object
+                .get(&fields.label)
+                .and_then(value_text)
+                .ok_or_else(|| record_error(format!("no label field `{}`", fields.label)))?
+        };
         let id = object
             .get(&fields.id)
             .and_then(value_text)
@@ -282,8 +286,14 @@ fn read_delimited(
     let column = |name: &str| headers.iter().position(|header| header == name);
     let text_column =
         column(&fields.text).ok_or_else(|| header_error(format!("no column `{}`", fields.text)))?;
-    let label_column = column(&fields.label)
-        .ok_or_else(|| header_error(format!("no column `{}`", fields.label)))?;
+    let label_column = if fields.label.is_empty() {
+        None
+    } else {
+        Some(
+            column(&fields.label)
+                .ok_or_else(|| header_error(format!("no column `{}`", fields.label)))?,
+        )
+    };
     let id_column = column(&fields.id);
     let mut documents = Vec::new();
     for (index, record) in csv_reader.records().enumerate() {
@@ -302,7 +312,7 @@ fn read_delimited(
         documents.push(LabelledDocument {
             id: id_column.map_or_else(|| format!("record {number}"), field),
             text: field(text_column),
-            label: field(label_column),
+            label: label_column.map(field).unwrap_or_default(),
         });
     }
     Ok(documents)
@@ -339,6 +349,23 @@ mod tests {
         assert_eq!(data.documents.len(), 1);
         assert_eq!(data.documents[0].label, "9");
         assert_eq!(data.sha256.len(), 64);
+    }
+
+    #[test]
+    fn an_empty_label_field_reads_texts_without_labels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unlabelled = FieldNames {
+            label: String::new(),
+            ..FieldNames::default()
+        };
+        let lines = write(dir.path(), "texts.jsonl", "{\"text\": \"Good.\"}\n");
+        let data = Dataset::read(&lines, &unlabelled, None).expect("read");
+        assert_eq!(data.documents[0].label, "");
+        assert!(Dataset::read(&lines, &FieldNames::default(), None).is_err());
+        let table = write(dir.path(), "texts.csv", "text\nGood.\n");
+        let data = Dataset::read(&table, &unlabelled, None).expect("read");
+        assert_eq!(data.documents[0].text, "Good.");
+        assert_eq!(data.documents[0].label, "");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 pub mod record;
 
 use crate::engine::{EngineError, Flow, LayerHidden, LayerObserver, Session};
-use crate::exit::{Cell, ExitPolicy, ExitState, PolicyConfig, PolicyKind, argmax};
+use crate::exit::{Cell, ExitPolicy, ExitState, PolicyConfig, PolicyKind, WalkContext, argmax};
 use crate::features::FeatureAccumulator;
 use crate::pack::AdapterPack;
 use crate::text::PreparedDocument;
@@ -71,6 +71,8 @@ struct PolicyObserver<'a> {
     state: &'a mut ExitState,
     /// The sentence the cells of this pass belong to.
     sentence: usize,
+    /// Tokens of the document read once this pass is fed.
+    tokens_read: usize,
     /// The exit cell and its probabilities, once found.
     exit: Option<(Cell, Vec<f32>)>,
 }
@@ -88,7 +90,7 @@ impl LayerObserver for PolicyObserver<'_> {
                 sentence: self.sentence,
                 layer,
             };
-            if self.state.observe(cell, &probabilities) {
+            if self.state.observe(cell, &probabilities, self.tokens_read) {
                 self.exit = Some((cell, probabilities));
                 return Flow::Stop;
             }
@@ -119,7 +121,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
     pub fn new(session: Session<'model>, pack: &'pack AdapterPack, config: PolicyConfig) -> Self {
         let model = session.model();
         let accumulator = FeatureAccumulator::new(model.layers(), model.width());
-        let policy = config.policy(pack.heads.len());
+        let policy = config.policy(pack.heads.len(), pack.exit_models());
         Classifier {
             session,
             pack,
@@ -136,7 +138,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
 
     /// Switches to another exit setting (the session, its thread pool and buffers are kept).
     pub fn set_config(&mut self, config: PolicyConfig) {
-        self.policy = config.policy(self.pack.heads.len());
+        self.policy = config.policy(self.pack.heads.len(), self.pack.exit_models());
         self.config = config;
     }
 
@@ -153,7 +155,11 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
         let sentences = document.sentences.len();
         let last_sentence = sentences.saturating_sub(1);
         let tokens_total = document.token_count();
-        let mut state = policy.exit_state();
+        let mut state = policy.exit_state(WalkContext {
+            layers,
+            sentences,
+            tokens_total,
+        });
         let mut token_layers = 0u64;
         let mut tokens_read = 0usize;
         self.session.reset();
@@ -181,6 +187,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 policy,
                 state: &mut state,
                 sentence: pass.end - 1,
+                tokens_read: tokens_read + tokens.len(),
                 exit: None,
             };
             let outcome = self

@@ -4,37 +4,64 @@
 use std::fmt::Write as _;
 
 use exitwise::exit::PolicyKind;
+use exitwise::exit::calibration::{CalibrationMethod, LossKind};
 use exitwise::heads::LayerReport;
-use exitwise::pack::PackManifest;
+use exitwise::pack::{CalibrationSection, PackManifest};
 
-/// The calibrated operating points as a table.
+/// The calibrated operating points as a table, with what the calibration promises.
 pub fn render_operating_points(manifest: &PackManifest) -> String {
     let Some(calibration) = &manifest.calibration else {
         return String::new();
     };
-    let mut text = format!(
-        "exit calibration on {} dev documents (layers numbered from 1; decide: the layer that answers, or the first that may exit; cost: share of full-depth, whole-document token×layer operations; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document)\n",
-        calibration.dev_documents
+    let data = calibration.data.as_ref().map_or_else(
+        || "dev data".to_string(),
+        |data| {
+            format!(
+                "`{}`{}",
+                data.file,
+                if data.labelled {
+                    ""
+                } else {
+                    " (without labels)"
+                }
+            )
+        },
     );
+    let mut text = format!(
+        "exit calibration on {} documents of {data}, {}\n",
+        calibration.dev_documents,
+        promise(calibration)
+    );
+    text.push_str("(layers numbered from 1; decide: the layer that answers, or the first that may exit; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document; cost: share of full-depth, whole-document token×layer operations; loss: share of documents lost, and its upper bound)\n");
     let _ = writeln!(
         text,
-        "{:<9} {:>6} {:<19} {:>9} {:>6} {:>9} {:>8} {:>6} {:>9} {:>9}",
+        "{:<9} {:>6} {:<19} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8}",
         "policy",
         "budget",
         "rule",
         "threshold",
         "decide",
-        "depth cap",
+        "deepest",
         "patience",
         "pass",
-        "dev acc",
-        "dev cost"
+        "accuracy",
+        "cost",
+        "loss",
+        "bound"
     );
     for point in &calibration.operating_points {
         let config = &point.config;
         let dash = || "-".to_string();
         let (rule, threshold, patience) = match config.kind {
-            PolicyKind::Full => (dash(), dash(), dash()),
+            PolicyKind::Full => (
+                if point.is_fallback() {
+                    "(none certified: full)".to_string()
+                } else {
+                    dash()
+                },
+                dash(),
+                dash(),
+            ),
             _ => (
                 config.rule.name().to_string(),
                 format!("{:.3}", config.threshold),
@@ -46,7 +73,7 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
             PolicyKind::Full | PolicyKind::Sentence => (config.decision_layer + 1).to_string(),
             _ => format!("≥{}", config.min_layer + 1),
         };
-        let (cap, pass) = match config.kind {
+        let (deepest, pass) = match config.kind {
             PolicyKind::TwoDimensional => (
                 (config.depth_cap + 1).to_string(),
                 if config.min_pass_tokens == 0 {
@@ -58,22 +85,40 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
             PolicyKind::Sentence => (dash(), "1 sent".to_string()),
             _ => (dash(), "doc".to_string()),
         };
+        let share = |value: Option<f64>| value.map_or_else(dash, |value| format!("{value:.4}"));
         let _ = writeln!(
             text,
-            "{:<9} {:>6.1} {:<19} {:>9} {:>6} {:>9} {:>8} {:>6} {:>9.4} {:>9.3}",
-            config.kind.name(),
+            "{:<9} {:>6.1} {:<19} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8.3} {:>8} {:>8}",
+            point.policy().name(),
             point.budget.points(),
             rule,
             threshold,
             decide,
-            cap,
+            deepest,
             patience,
             pass,
-            point.dev_accuracy,
-            point.dev_cost
+            share(point.dev_accuracy),
+            point.dev_cost,
+            share(point.dev_loss),
+            share(point.loss_bound)
         );
     }
     text
+}
+
+/// What a calibration's budgets promise, in one sentence.
+pub fn promise(calibration: &CalibrationSection) -> String {
+    match (calibration.method(), calibration.delta) {
+        (CalibrationMethod::FixedSequence, Some(delta)) => format!(
+            "fixed-sequence testing at risk δ = {delta}: with probability at least {:.0}%, a policy at budget B loses at most B points of accuracy against `full` on new documents like these ({})",
+            (1.0 - delta) * 100.0,
+            match calibration.loss {
+                Some(LossKind::Disagreement) => "bounded by its disagreement with `full`",
+                _ => "bounded by the documents `full` gets right and it gets wrong",
+            }
+        ),
+        _ => "point estimates: a policy at budget B was within B points of `full` on these documents, with no guarantee for others".to_string(),
+    }
 }
 
 /// The per-layer accuracy table (`set` names the data: "dev", "test"); `*` marks `best_layer`.

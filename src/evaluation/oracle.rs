@@ -155,7 +155,7 @@ mod tests {
                     decision_layer: 4,
                     min_pass_tokens: 0,
                 };
-                let policy = config.policy(6);
+                let policy = config.policy(6, crate::exit::ExitModels::NONE);
                 for class in 0..2 {
                     assert!(
                         oracle_bounds(policy.as_ref(), &document, class),

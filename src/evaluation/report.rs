@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::exit::{Budget, DocumentGrid, PolicyConfig, PolicyKind};
+use crate::exit::{Budget, DocumentGrid, ExitModels, PolicyConfig, PolicyKind};
 
 use super::machine::MachineFacts;
 use super::oracle::{OracleReport, oracle_report};
@@ -193,9 +193,10 @@ pub fn simulations(
     grids: &[(&DocumentGrid, usize)],
     calibrated_2d: Option<&PolicyConfig>,
     layers: usize,
+    models: ExitModels<'_>,
 ) -> Option<(OracleReport, Vec<u64>, Option<ScheduleReport>)> {
     let (oracle, costs) = oracle_report(grids)?;
-    let schedule = calibrated_2d.map(|config| compare_schedules(grids, config, layers));
+    let schedule = calibrated_2d.map(|config| compare_schedules(grids, config, layers, models));
     Some((oracle, costs, schedule))
 }
 

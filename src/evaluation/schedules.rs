@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::exit::calibration::candidate_configs;
+use crate::exit::calibration::{RuleSet, candidate_configs};
 use crate::exit::{
-    Cell, DocumentGrid, ExitState, Outcome, PolicyConfig, PolicyKind, argmax, simulate,
+    Cell, DocumentGrid, ExitModels, ExitState, Outcome, PolicyConfig, PolicyKind, argmax, simulate,
 };
 
 /// Cost of the paper's schedule: sentence prefixes with the depth opened progressively, `step`
@@ -28,7 +28,10 @@ pub fn simulate_staircase(config: &PolicyConfig, step: usize, grid: &DocumentGri
         .iter()
         .map(|&tokens| tokens as u64)
         .sum();
-    let mut state = ExitState::new(config);
+    // The staircase is the paper's walk with the classic rules; a learned model was trained on
+    // other walks, so none is used here.
+    let mut state = ExitState::new(config, None, grid.walk_context());
+    let mut tokens_read = 0usize;
     let mut tokens_before = 0u64;
     // Deepest layer the earlier sentences are computed to (`None`: none yet).
     let mut earlier_depth: Option<usize> = None;
@@ -40,11 +43,12 @@ pub fn simulate_staircase(config: &PolicyConfig, step: usize, grid: &DocumentGri
     for sentence in 0..sentences {
         let depth = ((sentence + 1) * step - 1).min(cap);
         let tokens = grid.sentence_tokens[sentence] as u64;
+        tokens_read += grid.sentence_tokens[sentence];
         let earlier_layers = earlier_depth.map_or(0, |depth| depth as u64 + 1);
         for layer in 0..=depth {
             let cell = Cell { sentence, layer };
             last_answer = cell;
-            if state.observe(cell, &grid.probabilities[sentence][layer]) {
+            if state.observe(cell, &grid.probabilities[sentence][layer], tokens_read) {
                 let newly_opened = (layer as u64 + 1).saturating_sub(earlier_layers);
                 let cost = computed + tokens_before * newly_opened + tokens * (layer as u64 + 1);
                 return Outcome {
@@ -137,23 +141,30 @@ pub struct ScheduleChoice {
 /// Layers the staircase opens with each new sentence.
 pub const STAIRCASE_STEPS: [usize; 5] = [1, 2, 3, 4, 6];
 
-/// The calibrated 2d setting against the cheapest 2d and staircase settings on the same
-/// `(grid, true class)` documents that reach its accuracy, on a model with `layers` layers.
-/// The staircase tries every rule and threshold of the 2d search, uncapped and at the calibrated
-/// cap, opening each of [`STAIRCASE_STEPS`] layers per sentence.
+/// The calibrated 2d setting (its learned rule's model from `models`) against the cheapest
+/// 2d and staircase settings on the same `(grid, true class)` documents that reach its
+/// accuracy, on a model with `layers` layers. Both schedules try the classic rules (the
+/// paper's): every rule and threshold of the 2d search, the staircase uncapped and at the
+/// calibrated cap, opening each of [`STAIRCASE_STEPS`] layers per sentence.
 pub fn compare_schedules(
     grids: &[(&DocumentGrid, usize)],
     calibrated: &PolicyConfig,
     layers: usize,
+    models: ExitModels<'_>,
 ) -> ScheduleReport {
-    let calibrated_policy = calibrated.policy(layers);
+    let calibrated_policy = calibrated.policy(layers, models);
     let (target_accuracy, calibrated_2d_cost) =
         schedule_measurement(grids, &|grid| simulate(calibrated_policy.as_ref(), grid));
-    let two_dimensional = candidate_configs(PolicyKind::TwoDimensional, layers, layers - 1);
+    let two_dimensional = candidate_configs(
+        PolicyKind::TwoDimensional,
+        layers,
+        layers - 1,
+        RuleSet::Classic.rules(),
+    );
     let measured_2d: Vec<(f64, f64)> = two_dimensional
         .iter()
         .map(|config| {
-            let policy = config.policy(layers);
+            let policy = config.policy(layers, ExitModels::NONE);
             schedule_measurement(grids, &|grid| simulate(policy.as_ref(), grid))
         })
         .collect();
@@ -243,7 +254,7 @@ mod tests {
         );
         assert_eq!(outcome.token_layers, 10 + 10 + 20);
         // A step as deep as the model is the 2d walk without a cap.
-        let two_dimensional = simulate(config.policy(6).as_ref(), &confident);
+        let two_dimensional = simulate(config.policy(6, ExitModels::NONE).as_ref(), &confident);
         let staircase = simulate_staircase(&config, 6, &confident);
         assert_eq!(staircase.token_layers, two_dimensional.token_layers);
         assert_eq!(staircase.answer, two_dimensional.answer);
@@ -279,7 +290,7 @@ mod tests {
             decision_layer: 5,
             min_pass_tokens: 0,
         };
-        let report = compare_schedules(&documents, &calibrated, 6);
+        let report = compare_schedules(&documents, &calibrated, 6, ExitModels::NONE);
         assert_eq!(report.target_accuracy, 1.0);
         assert!((report.calibrated_2d_cost - 120.0 / 180.0).abs() < 1e-12);
         let best_2d = report.best_2d.expect("a 2d setting reaches the target");

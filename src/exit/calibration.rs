@@ -1,13 +1,29 @@
-//! Exit calibration: simulate every policy over a grid of exit settings on dev documents and
-//! keep, for each accuracy budget, the cheapest setting that stays within it.
+//! Exit calibration: for each policy and accuracy budget, the setting to use.
 //!
-//! A budget of `b` points allows a dev accuracy down to the `full` policy's minus `b / 100`.
-//! The search runs over probability grids; [`crate::pack`] builds them from cached features.
-//! Cost is the share of the full document's token×layer operations that a setting computes,
-//! summed over all dev documents (so long documents weigh what they cost).
+//! **With a guarantee** ([`calibrate_fixed_sequence`], Learn then Test as CALM does for early
+//! exit): a document is *lost* when `full` answers it correctly and the setting does not
+//! ([`LossKind::AccuracyLoss`]), or, without labels, when the setting answers differently from
+//! `full` ([`LossKind::Disagreement`]); either share bounds the accuracy a setting loses against
+//! `full`. For a budget of ε points and a risk δ, the settings of a policy are tested in a fixed
+//! order from conservative to aggressive ([`ExitSequence`], fixed on the training data before
+//! the calibration data is seen); a setting passes when the Clopper–Pearson upper bound
+//! ([`super::bound`]) of its loss rate on the calibration documents is at most ε, and the test
+//! stops at the first that fails. The last setting that passed is used: with probability at
+//! least 1 − δ over the calibration sample, its loss on new documents from the same
+//! distribution is at most ε. When not even the first passes, the policy uses `full`'s setting.
+//!
+//! **By point estimates** ([`calibrate_point_estimates`], what packs of format 1 did): the
+//! cheapest setting whose dev accuracy is within the budget. Kept to compare against; it picks
+//! the winner of many noisy estimates and is optimistic by construction.
+//!
+//! Cost is the share of the whole documents' token×layer operations at full depth that a setting
+//! computes, summed over all documents (long documents weigh what they cost). The search runs
+//! over probability grids; [`crate::pack`] builds them from cached features.
 
 use serde::{Deserialize, Serialize};
 
+use super::bound::clopper_pearson_upper;
+use super::learned::ExitModels;
 use super::policy::{DocumentGrid, simulate};
 use super::setting::{Budget, ExitRule, NumberedSetting, PolicyConfig, PolicyKind};
 
@@ -20,88 +36,266 @@ pub const DEFAULT_BUDGETS: [Budget; 5] = [
     Budget::from_hundredths(400),
 ];
 
+/// The risk δ a budget may be broken with, by default.
+pub const DEFAULT_DELTA: f64 = 0.1;
+
+/// The most settings an [`ExitSequence`] keeps.
+pub const SEQUENCE_LENGTH: usize = 48;
+
+/// What counts as a lost document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// `full` answers it correctly and the setting does not (needs labels).
+    AccuracyLoss,
+    /// The setting answers differently from `full` (needs no labels).
+    Disagreement,
+}
+
+impl LossKind {
+    /// Both kinds.
+    pub const ALL: [LossKind; 2] = [LossKind::AccuracyLoss, LossKind::Disagreement];
+
+    /// The name used in packs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::AccuracyLoss => "accuracy_loss",
+            LossKind::Disagreement => "disagreement",
+        }
+    }
+}
+
+/// Which rules a calibration may choose from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSet {
+    /// Maximum probability, margin and accumulated margin.
+    Classic,
+    /// The classic rules and the learned ones.
+    All,
+}
+
+impl RuleSet {
+    /// The rules of the set.
+    pub fn rules(self) -> &'static [ExitRule] {
+        match self {
+            RuleSet::Classic => &ExitRule::CLASSIC,
+            RuleSet::All => &ExitRule::ALL,
+        }
+    }
+
+    /// The name used in packs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleSet::Classic => "classic",
+            RuleSet::All => "all",
+        }
+    }
+}
+
+/// How a pack's operating points were chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationMethod {
+    /// The cheapest setting whose dev accuracy is within the budget (no guarantee).
+    PointEstimate,
+    /// Fixed-sequence testing with an upper confidence bound of the loss.
+    FixedSequence,
+}
+
+impl CalibrationMethod {
+    /// The name used in packs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CalibrationMethod::PointEstimate => "point_estimate",
+            CalibrationMethod::FixedSequence => "fixed_sequence",
+        }
+    }
+}
+
 /// One chosen exit setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatingPoint {
-    /// Accuracy budget in points below `full` on dev.
+    /// Accuracy budget in points below `full`.
     pub budget: Budget,
+    /// The policy this point is for; absent in packs of format 1, where it is the setting's.
+    /// (When nothing could be certified it is `full`'s setting.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyKind>,
     /// The setting.
     pub config: PolicyConfig,
-    /// Its dev accuracy.
-    pub dev_accuracy: f64,
-    /// Its dev cost as a share of full-depth, whole-document operations.
+    /// Its accuracy on the calibration documents (absent without labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_accuracy: Option<f64>,
+    /// Its cost on them, as a share of full-depth, whole-document operations.
     pub dev_cost: f64,
+    /// Its loss rate on them (see [`LossKind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_loss: Option<f64>,
+    /// The upper confidence bound of its loss rate at the calibration's risk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_bound: Option<f64>,
+}
+
+impl OperatingPoint {
+    /// The policy this point is for.
+    pub fn policy(&self) -> PolicyKind {
+        self.policy.unwrap_or(self.config.kind)
+    }
+
+    /// Whether the point falls back to `full`'s setting for another policy (nothing certified).
+    pub fn is_fallback(&self) -> bool {
+        self.policy() != self.config.kind
+    }
+
+    /// This point with its layers numbered from 1.
+    pub fn numbered(&self) -> NumberedOperatingPoint {
+        NumberedOperatingPoint {
+            policy: self.policy().name(),
+            budget: self.budget,
+            setting: self.config.numbered(),
+            dev_accuracy: self.dev_accuracy,
+            dev_cost: self.dev_cost,
+            dev_loss: self.dev_loss,
+            loss_bound: self.loss_bound,
+        }
+    }
 }
 
 /// An operating point as people read it (`/v1/info`): layers numbered from 1.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NumberedOperatingPoint {
+    /// The policy the point is for (its setting is `full`'s when nothing was certified).
+    pub policy: &'static str,
     /// The accuracy budget in points.
     pub budget: Budget,
     /// The setting.
-    #[serde(flatten)]
     pub setting: NumberedSetting,
-    /// Dev accuracy.
-    pub dev_accuracy: f64,
-    /// Dev cost as a share of full-depth, whole-document operations.
+    /// Accuracy on the calibration documents.
+    pub dev_accuracy: Option<f64>,
+    /// Cost as a share of full-depth, whole-document operations.
     pub dev_cost: f64,
+    /// Loss rate on the calibration documents.
+    pub dev_loss: Option<f64>,
+    /// Its upper confidence bound.
+    pub loss_bound: Option<f64>,
 }
 
-impl OperatingPoint {
-    /// This point with its layers numbered from 1.
-    pub fn numbered(&self) -> NumberedOperatingPoint {
-        NumberedOperatingPoint {
-            budget: self.budget,
-            setting: self.config.numbered(),
-            dev_accuracy: self.dev_accuracy,
-            dev_cost: self.dev_cost,
-        }
-    }
+/// A calibration document: its probability grid and, when labelled, its true class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridDocument {
+    /// Position of the document in its data file.
+    pub index: usize,
+    /// Probabilities per cell and tokens per sentence.
+    pub grid: DocumentGrid,
+    /// True class index, when known.
+    pub class: Option<usize>,
 }
 
 /// Measured quality and cost of one setting on a set of documents.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Measurement {
-    /// Share of documents answered correctly.
-    pub accuracy: f64,
+    /// Share of documents answered correctly (without labels: `None`).
+    pub accuracy: Option<f64>,
     /// Token×layer operations computed over those of whole documents at full depth.
     pub cost: f64,
+    /// Documents lost (see [`LossKind`]).
+    pub losses: usize,
+    /// Documents measured.
+    pub documents: usize,
 }
 
-/// Every document's grid with its true class.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LabelledGrid {
-    /// Position of the document in its data file.
-    pub index: usize,
-    /// Probabilities per cell and tokens per sentence.
-    pub grid: DocumentGrid,
-    /// True class index.
-    pub class: usize,
+impl Measurement {
+    /// The share of documents lost.
+    pub fn loss_rate(&self) -> f64 {
+        self.losses as f64 / self.documents.max(1) as f64
+    }
 }
 
-/// Accuracy and cost of `config` over `documents`.
-pub fn measure(config: &PolicyConfig, documents: &[LabelledGrid]) -> Measurement {
-    let Some(first) = documents.first() else {
-        return Measurement {
-            accuracy: 0.0,
-            cost: 0.0,
-        };
-    };
-    let policy = config.policy(first.grid.layers());
+/// The documents a calibration measures on, with `full`'s answer to each.
+#[derive(Debug, Clone, Copy)]
+pub struct CalibrationSet<'a> {
+    /// The documents.
+    pub documents: &'a [GridDocument],
+    /// `full`'s answer to each, in order.
+    pub full_answers: &'a [usize],
+    /// Layers of the model.
+    pub layers: usize,
+    /// The learned rules' models.
+    pub models: ExitModels<'a>,
+}
+
+/// `full`'s answer to every document: the decision layer's head on the whole document.
+pub fn full_answers(
+    documents: &[GridDocument],
+    layers: usize,
+    decision_layer: usize,
+) -> Vec<usize> {
+    let full = PolicyConfig::full(layers, decision_layer).policy(layers, ExitModels::NONE);
+    documents
+        .iter()
+        .map(|document| simulate(full.as_ref(), &document.grid).prediction)
+        .collect()
+}
+
+/// Accuracy, cost and losses of `config` over the set.
+pub fn measure(config: &PolicyConfig, set: &CalibrationSet<'_>, loss: LossKind) -> Measurement {
+    let policy = config.policy(set.layers, set.models);
     let mut correct = 0usize;
+    let mut labelled = 0usize;
+    let mut losses = 0usize;
     let mut computed = 0u64;
     let mut full = 0u64;
-    for document in documents {
+    for (document, &full_answer) in set.documents.iter().zip(set.full_answers) {
         let outcome = simulate(policy.as_ref(), &document.grid);
-        correct += usize::from(outcome.prediction == document.class);
         computed += outcome.token_layers;
         full += outcome.full_token_layers;
+        if let Some(class) = document.class {
+            labelled += 1;
+            correct += usize::from(outcome.prediction == class);
+        }
+        let lost = match loss {
+            LossKind::AccuracyLoss => document
+                .class
+                .is_some_and(|class| full_answer == class && outcome.prediction != class),
+            LossKind::Disagreement => outcome.prediction != full_answer,
+        };
+        losses += usize::from(lost);
     }
     Measurement {
-        accuracy: correct as f64 / documents.len().max(1) as f64,
+        accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
         cost: computed as f64 / full.max(1) as f64,
+        losses,
+        documents: set.documents.len(),
     }
+}
+
+/// Measures every setting, spreading them over `threads` threads; results in order.
+pub fn measure_all(
+    configs: &[PolicyConfig],
+    set: &CalibrationSet<'_>,
+    loss: LossKind,
+    threads: usize,
+) -> Vec<Measurement> {
+    let threads = threads.clamp(1, configs.len().max(1));
+    let chunk = configs.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = configs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|config| measure(config, set, loss))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Thresholds tried for a rule.
@@ -119,6 +313,10 @@ fn thresholds(rule: ExitRule) -> Vec<f32> {
             0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0,
             25.0, 30.0, 40.0,
         ],
+        ExitRule::LearnedAgreement | ExitRule::LearnedCorrect => vec![
+            0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.993,
+            0.996, 0.998, 0.999,
+        ],
     }
 }
 
@@ -128,11 +326,12 @@ fn thresholds(rule: ExitRule) -> Vec<f32> {
 /// but each exit check sees more text.
 pub const TWO_DIMENSIONAL_PASS_TOKENS: [usize; 5] = [0, 32, 64, 128, 256];
 
-/// Every setting searched for `kind` on a model with `layers` layers.
+/// Every setting searched for `kind` on a model with `layers` layers, with `rules`.
 pub fn candidate_configs(
     kind: PolicyKind,
     layers: usize,
     decision_layer: usize,
+    rules: &[ExitRule],
 ) -> Vec<PolicyConfig> {
     let base = PolicyConfig {
         kind,
@@ -151,19 +350,17 @@ pub fn candidate_configs(
     } else {
         &[0]
     };
-    let minimum_layers: Vec<usize> = if kind == PolicyKind::Sentence {
-        vec![0]
-    } else {
-        let mut minimum = vec![0, layers / 6, layers / 3];
-        minimum.dedup();
-        minimum
-    };
     let mut configs = Vec::new();
-    for rule in [
-        ExitRule::MaxProbability,
-        ExitRule::Margin,
-        ExitRule::AccumulatedMargin,
-    ] {
+    for &rule in rules {
+        // A learned model sees the layer itself; a minimum layer adds nothing to it.
+        let minimum_layers: Vec<usize> =
+            if kind == PolicyKind::Sentence || rule.learned_target().is_some() {
+                vec![0]
+            } else {
+                let mut minimum = vec![0, layers / 6, layers / 3];
+                minimum.dedup();
+                minimum
+            };
         for threshold in thresholds(rule) {
             for &depth_cap in &caps {
                 for &min_layer in minimum_layers
@@ -190,54 +387,203 @@ pub fn candidate_configs(
     configs
 }
 
-/// For each policy and budget, the cheapest setting whose dev accuracy stays within the budget
-/// below the `full` policy's (ties: the more accurate). The `full` policy is reported once, with
-/// budget 0.
-pub fn calibrate(
-    documents: &[LabelledGrid],
-    layers: usize,
+/// The `full` operating point of a set (budget 0, no loss by definition).
+fn full_point(set: &CalibrationSet<'_>, decision_layer: usize, loss: LossKind) -> OperatingPoint {
+    let config = PolicyConfig::full(set.layers, decision_layer);
+    let measured = measure(&config, set, loss);
+    OperatingPoint {
+        budget: Budget::ZERO,
+        policy: None,
+        config,
+        dev_accuracy: measured.accuracy,
+        dev_cost: measured.cost,
+        dev_loss: Some(0.0),
+        loss_bound: Some(0.0),
+    }
+}
+
+/// For each policy and budget, the cheapest setting whose accuracy on the (labelled) documents
+/// stays within the budget below the `full` policy's (ties: the more accurate); the `full`
+/// policy is reported once, with budget 0. No guarantee: this is what packs of format 1 did.
+pub fn calibrate_point_estimates(
+    set: &CalibrationSet<'_>,
     decision_layer: usize,
     budgets: &[Budget],
+    rules: RuleSet,
+    threads: usize,
 ) -> Vec<OperatingPoint> {
-    let full_config = PolicyConfig::full(layers, decision_layer);
-    let full = measure(&full_config, documents);
-    let mut points = vec![OperatingPoint {
-        budget: Budget::ZERO,
-        config: full_config,
-        dev_accuracy: full.accuracy,
-        dev_cost: full.cost,
-    }];
+    let full = full_point(set, decision_layer, LossKind::AccuracyLoss);
+    let full_accuracy = full.dev_accuracy.unwrap_or(0.0);
+    let mut points = vec![full];
     for kind in [
         PolicyKind::Layer,
         PolicyKind::Sentence,
         PolicyKind::TwoDimensional,
     ] {
-        let measured: Vec<(PolicyConfig, Measurement)> =
-            candidate_configs(kind, layers, decision_layer)
-                .into_iter()
-                .map(|config| {
-                    let measurement = measure(&config, documents);
-                    (config, measurement)
-                })
-                .collect();
+        let configs = candidate_configs(kind, set.layers, decision_layer, rules.rules());
+        let measured = measure_all(&configs, set, LossKind::AccuracyLoss, threads);
         for &budget in budgets {
-            let floor = full.accuracy - budget.as_fraction() - 1e-12;
-            let chosen = measured
+            let floor = full_accuracy - budget.as_fraction() - 1e-12;
+            let chosen = configs
                 .iter()
-                .filter(|(_, measurement)| measurement.accuracy >= floor)
+                .zip(&measured)
+                .filter(|(_, measurement)| measurement.accuracy.unwrap_or(0.0) >= floor)
                 .min_by(|(_, left), (_, right)| {
-                    left.cost
-                        .total_cmp(&right.cost)
-                        .then(right.accuracy.total_cmp(&left.accuracy))
+                    left.cost.total_cmp(&right.cost).then(
+                        right
+                            .accuracy
+                            .unwrap_or(0.0)
+                            .total_cmp(&left.accuracy.unwrap_or(0.0)),
+                    )
                 });
             if let Some((config, measurement)) = chosen {
                 points.push(OperatingPoint {
                     budget,
+                    policy: None,
                     config: *config,
                     dev_accuracy: measurement.accuracy,
                     dev_cost: measurement.cost,
+                    dev_loss: Some(measurement.loss_rate()),
+                    loss_bound: None,
                 });
             }
+        }
+    }
+    points
+}
+
+/// A policy's settings in the order calibration tests them, from conservative to aggressive:
+/// the settings on the cost–loss frontier of the training documents (none cheaper at the same
+/// or lower loss), from the dearest to the cheapest, at most [`SEQUENCE_LENGTH`] of them.
+/// Fixed before the calibration data is seen, which is what makes the test valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitSequence {
+    /// The policy.
+    pub policy: PolicyKind,
+    /// The loss the frontier was drawn for.
+    pub loss: LossKind,
+    /// The rules its settings use.
+    pub rules: RuleSet,
+    /// The settings, in test order.
+    pub configs: Vec<PolicyConfig>,
+}
+
+/// The sequence of `kind` drawn on `set` (training documents the heads did not see).
+pub fn exit_sequence(
+    kind: PolicyKind,
+    set: &CalibrationSet<'_>,
+    decision_layer: usize,
+    loss: LossKind,
+    rules: RuleSet,
+    threads: usize,
+) -> ExitSequence {
+    let configs = candidate_configs(kind, set.layers, decision_layer, rules.rules());
+    let measured = measure_all(&configs, set, loss, threads);
+    let mut order: Vec<usize> = (0..configs.len()).collect();
+    order.sort_by(|&left, &right| {
+        measured[left]
+            .losses
+            .cmp(&measured[right].losses)
+            .then(measured[left].cost.total_cmp(&measured[right].cost))
+    });
+    // The frontier: by rising loss, each setting cheaper than every one before it.
+    let mut frontier = Vec::new();
+    let mut cheapest = f64::INFINITY;
+    for index in order {
+        if measured[index].cost < cheapest - 1e-12 {
+            cheapest = measured[index].cost;
+            frontier.push(configs[index]);
+        }
+    }
+    ExitSequence {
+        policy: kind,
+        loss,
+        rules,
+        configs: thin(frontier, SEQUENCE_LENGTH),
+    }
+}
+
+/// At most `most` items, evenly spread, the first and the last kept.
+fn thin<T: Copy>(items: Vec<T>, most: usize) -> Vec<T> {
+    if items.len() <= most || most < 2 {
+        return items;
+    }
+    let last = items.len() - 1;
+    let mut kept: Vec<usize> = (0..most).map(|step| step * last / (most - 1)).collect();
+    kept.dedup();
+    kept.into_iter().map(|index| items[index]).collect()
+}
+
+/// Fixed-sequence testing of one policy's `sequence` on `set` for each budget at risk `delta`:
+/// the last setting (in order) before the first whose loss bound exceeds the budget, or, when
+/// the first already does, `full`'s setting for that policy.
+pub fn certify(
+    sequence: &ExitSequence,
+    set: &CalibrationSet<'_>,
+    decision_layer: usize,
+    budgets: &[Budget],
+    delta: f64,
+) -> Vec<OperatingPoint> {
+    let documents = set.documents.len();
+    // Settings are measured lazily, in order, and only as far as some budget goes.
+    let mut measured: Vec<Measurement> = Vec::new();
+    let mut points = Vec::new();
+    for &budget in budgets {
+        let mut chosen: Option<(PolicyConfig, Measurement, f64)> = None;
+        for (position, config) in sequence.configs.iter().enumerate() {
+            if position == measured.len() {
+                measured.push(measure(config, set, sequence.loss));
+            }
+            let measurement = measured[position];
+            let bound = clopper_pearson_upper(measurement.losses, documents, delta);
+            if bound > budget.as_fraction() {
+                break;
+            }
+            chosen = Some((*config, measurement, bound));
+        }
+        let point = match chosen {
+            Some((config, measurement, bound)) => OperatingPoint {
+                budget,
+                policy: Some(sequence.policy),
+                config,
+                dev_accuracy: measurement.accuracy,
+                dev_cost: measurement.cost,
+                dev_loss: Some(measurement.loss_rate()),
+                loss_bound: Some(bound),
+            },
+            None => OperatingPoint {
+                policy: Some(sequence.policy),
+                budget,
+                ..full_point(set, decision_layer, sequence.loss)
+            },
+        };
+        points.push(point);
+    }
+    points
+}
+
+/// Every policy's operating points for every budget by fixed-sequence testing of the
+/// sequences for `loss` and `rules`, with `full` first (budget 0).
+pub fn calibrate_fixed_sequence(
+    sequences: &[ExitSequence],
+    set: &CalibrationSet<'_>,
+    decision_layer: usize,
+    budgets: &[Budget],
+    delta: f64,
+    loss: LossKind,
+    rules: RuleSet,
+) -> Vec<OperatingPoint> {
+    let mut points = vec![full_point(set, decision_layer, loss)];
+    for kind in [
+        PolicyKind::Layer,
+        PolicyKind::Sentence,
+        PolicyKind::TwoDimensional,
+    ] {
+        if let Some(sequence) = sequences.iter().find(|sequence| {
+            sequence.policy == kind && sequence.loss == loss && sequence.rules == rules
+        }) {
+            points.extend(certify(sequence, set, decision_layer, budgets, delta));
         }
     }
     points
@@ -249,7 +595,7 @@ mod tests {
 
     /// Documents whose cells get confident (and right) from `confident_from` layer on, wrong and
     /// unsure before.
-    fn documents(count: usize, confident_from: usize) -> Vec<LabelledGrid> {
+    fn documents(count: usize, confident_from: usize) -> Vec<GridDocument> {
         (0..count)
             .map(|index| {
                 let class = index % 2;
@@ -265,27 +611,41 @@ mod tests {
                             .collect()
                     })
                     .collect();
-                LabelledGrid {
+                GridDocument {
                     index,
                     grid: DocumentGrid {
                         probabilities,
                         sentence_tokens: vec![10, 10, 10],
                     },
-                    class,
+                    class: Some(class),
                 }
             })
             .collect()
     }
 
+    fn set<'a>(documents: &'a [GridDocument], full_answers: &'a [usize]) -> CalibrationSet<'a> {
+        CalibrationSet {
+            documents,
+            full_answers,
+            layers: 6,
+            models: ExitModels::NONE,
+        }
+    }
+
     #[test]
-    fn measure_counts_accuracy_and_cost_share() {
+    fn measure_counts_accuracy_cost_and_losses() {
         let documents = documents(4, 2);
+        let answers = full_answers(&documents, 6, 5);
+        assert_eq!(answers, vec![0, 1, 0, 1]);
+        let set = set(&documents, &answers);
         let full = PolicyConfig::full(6, 5);
         assert_eq!(
-            measure(&full, &documents),
+            measure(&full, &set, LossKind::AccuracyLoss),
             Measurement {
-                accuracy: 1.0,
-                cost: 1.0
+                accuracy: Some(1.0),
+                cost: 1.0,
+                losses: 0,
+                documents: 4,
             }
         );
         let eager = PolicyConfig {
@@ -294,16 +654,44 @@ mod tests {
             threshold: 0.4,
             ..full
         };
-        // Exits at layer 0, where every answer is wrong: 1/6 of the operations.
-        let measurement = measure(&eager, &documents);
-        assert_eq!(measurement.accuracy, 0.0);
+        // Exits at layer 0, where every answer is wrong: 1/6 of the operations, all lost.
+        let measurement = measure(&eager, &set, LossKind::AccuracyLoss);
+        assert_eq!(measurement.accuracy, Some(0.0));
+        assert_eq!(measurement.losses, 4);
         assert!((measurement.cost - 1.0 / 6.0).abs() < 1e-12);
+        // Without labels, disagreement with full counts the same documents.
+        let unlabelled: Vec<GridDocument> = documents
+            .iter()
+            .cloned()
+            .map(|document| GridDocument {
+                class: None,
+                ..document
+            })
+            .collect();
+        let unlabelled_set = CalibrationSet {
+            documents: &unlabelled,
+            ..set
+        };
+        let measurement = measure(&eager, &unlabelled_set, LossKind::Disagreement);
+        assert_eq!(measurement.accuracy, None);
+        assert_eq!(measurement.losses, 4);
+        assert_eq!(
+            measure(&eager, &unlabelled_set, LossKind::AccuracyLoss).losses,
+            0
+        );
     }
 
     #[test]
-    fn calibration_picks_the_cheapest_setting_within_each_budget() {
+    fn point_estimates_pick_the_cheapest_setting_within_each_budget() {
         let documents = documents(6, 2);
-        let points = calibrate(&documents, 6, 5, &DEFAULT_BUDGETS);
+        let answers = full_answers(&documents, 6, 5);
+        let points = calibrate_point_estimates(
+            &set(&documents, &answers),
+            5,
+            &DEFAULT_BUDGETS,
+            RuleSet::Classic,
+            2,
+        );
         assert_eq!(points[0].config.kind, PolicyKind::Full);
         assert_eq!(points.len(), 1 + 3 * DEFAULT_BUDGETS.len());
         let two_dimensional: Vec<&OperatingPoint> = points
@@ -311,7 +699,7 @@ mod tests {
             .filter(|point| point.config.kind == PolicyKind::TwoDimensional)
             .collect();
         for point in &two_dimensional {
-            assert_eq!(point.dev_accuracy, 1.0, "no accuracy to lose here");
+            assert_eq!(point.dev_accuracy, Some(1.0), "no accuracy to lose here");
             // Right answers start at layer 2 of the first sentence: 3 of 18 layer-sentence
             // steps is the cheapest exact setting.
             assert!((point.dev_cost - 3.0 / 18.0).abs() < 1e-12, "{point:?}");
@@ -329,20 +717,176 @@ mod tests {
 
     #[test]
     fn candidates_respect_the_policy_shape() {
-        assert_eq!(candidate_configs(PolicyKind::Full, 18, 9).len(), 1);
-        let layer = candidate_configs(PolicyKind::Layer, 18, 9);
+        assert_eq!(
+            candidate_configs(PolicyKind::Full, 18, 9, &ExitRule::ALL).len(),
+            1
+        );
+        let layer = candidate_configs(PolicyKind::Layer, 18, 9, &ExitRule::ALL);
         assert!(layer.iter().all(|config| config.depth_cap == 17));
-        let two_dimensional = candidate_configs(PolicyKind::TwoDimensional, 18, 9);
+        let two_dimensional = candidate_configs(PolicyKind::TwoDimensional, 18, 9, &ExitRule::ALL);
         assert!(two_dimensional.iter().any(|config| config.depth_cap == 0));
         assert!(
             two_dimensional
                 .iter()
                 .all(|config| config.min_layer <= config.depth_cap)
         );
-        let rules: std::collections::HashSet<_> = layer
+        let rules: std::collections::HashSet<_> = layer.iter().map(|config| config.rule).collect();
+        assert_eq!(rules.len(), 5, "every policy may use every rule");
+        let classic = candidate_configs(PolicyKind::Layer, 18, 9, RuleSet::Classic.rules());
+        assert!(
+            classic
+                .iter()
+                .all(|config| config.rule.learned_target().is_none())
+        );
+    }
+
+    fn layer_config(threshold: f32) -> PolicyConfig {
+        PolicyConfig {
+            kind: PolicyKind::Layer,
+            rule: ExitRule::MaxProbability,
+            threshold,
+            ..PolicyConfig::full(6, 5)
+        }
+    }
+
+    /// 100 documents: the first `wrong_early` are wrong (and unsure, 0.55) at layers 0 and 1,
+    /// all are right and sure (0.95) from layer 2.
+    fn mixed(wrong_early: usize) -> Vec<GridDocument> {
+        (0..100)
+            .map(|index| {
+                let class = 1;
+                let probabilities = vec![
+                    (0..6)
+                        .map(|layer| {
+                            let right = match layer {
+                                0 | 1 if index < wrong_early => 0.45,
+                                0 | 1 => 0.7,
+                                _ => 0.95,
+                            };
+                            vec![1.0 - right, right]
+                        })
+                        .collect(),
+                ];
+                GridDocument {
+                    index,
+                    grid: DocumentGrid {
+                        probabilities,
+                        sentence_tokens: vec![10],
+                    },
+                    class: Some(class),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fixed_sequence_testing_stops_at_the_first_failure() {
+        let documents = mixed(3);
+        let answers = full_answers(&documents, 6, 5);
+        let set = set(&documents, &answers);
+        // In test order: 0.99 (never exits: full cost, no loss), 0.9 (exits at layer 2: half
+        // the cost, no loss), 0.5 (exits at layer 0: 3 documents lost), then 0.6 (layer 0 for
+        // the 97 sure documents, layer 2 for the 3 others: no loss at 106/600 of the cost),
+        // which would pass at 4 points but comes after a failure.
+        let sequence = ExitSequence {
+            policy: PolicyKind::Layer,
+            loss: LossKind::AccuracyLoss,
+            rules: RuleSet::Classic,
+            configs: vec![
+                layer_config(0.99),
+                layer_config(0.9),
+                layer_config(0.5),
+                layer_config(0.6),
+            ],
+        };
+        assert_eq!(
+            measure(&layer_config(0.6), &set, LossKind::AccuracyLoss).losses,
+            0
+        );
+        let budgets = [Budget::from_hundredths(400), Budget::from_hundredths(1000)];
+        let points = certify(&sequence, &set, 5, &budgets, 0.1);
+        // 0 losses of 100: bound 1 - 0.1^(1/100) = 0.022763, within 4 points; 3 losses: bound
+        // 0.065586 (hand-computed: exact binomial sums and bisection), over 4 points.
+        let at_four = &points[0];
+        assert_eq!(at_four.config.threshold, 0.9);
+        assert_eq!(at_four.dev_loss, Some(0.0));
+        assert!((at_four.loss_bound.expect("bound") - 0.022763).abs() < 1e-5);
+        assert!((at_four.dev_cost - 0.5).abs() < 1e-12);
+        // At 10 points the third passes (bound 0.065586) and so does the fourth.
+        let at_ten = &points[1];
+        assert_eq!(at_ten.config.threshold, 0.6, "{at_ten:?}");
+        assert!((at_ten.dev_cost - 106.0 / 600.0).abs() < 1e-12);
+        let third = certify(
+            &ExitSequence {
+                configs: sequence.configs[..3].to_vec(),
+                ..sequence.clone()
+            },
+            &set,
+            5,
+            &budgets[1..],
+            0.1,
+        );
+        assert!((third[0].loss_bound.expect("bound") - 0.065586).abs() < 1e-5);
+        // Budget 0 certifies nothing: the policy falls back to full's setting.
+        let none = certify(&sequence, &set, 5, &[Budget::ZERO], 0.1);
+        assert!(none[0].is_fallback());
+        assert_eq!(none[0].policy(), PolicyKind::Layer);
+        assert_eq!(none[0].config.kind, PolicyKind::Full);
+        assert_eq!(none[0].loss_bound, Some(0.0));
+    }
+
+    #[test]
+    fn a_failure_first_means_the_later_settings_are_never_tried() {
+        let documents = mixed(3);
+        let answers = full_answers(&documents, 6, 5);
+        let set = set(&documents, &answers);
+        let sequence = ExitSequence {
+            policy: PolicyKind::Layer,
+            loss: LossKind::AccuracyLoss,
+            rules: RuleSet::Classic,
+            configs: vec![layer_config(0.5), layer_config(0.99)],
+        };
+        let points = certify(&sequence, &set, 5, &[Budget::from_hundredths(400)], 0.1);
+        assert!(points[0].is_fallback(), "{points:?}");
+    }
+
+    #[test]
+    fn sequences_run_from_conservative_to_aggressive() {
+        let documents = mixed(3);
+        let answers = full_answers(&documents, 6, 5);
+        let set = set(&documents, &answers);
+        let sequence = exit_sequence(
+            PolicyKind::Layer,
+            &set,
+            5,
+            LossKind::AccuracyLoss,
+            RuleSet::Classic,
+            2,
+        );
+        assert!(!sequence.configs.is_empty());
+        let measured: Vec<Measurement> = sequence
+            .configs
             .iter()
-            .map(|config| format!("{:?}", config.rule))
+            .map(|config| measure(config, &set, LossKind::AccuracyLoss))
             .collect();
-        assert_eq!(rules.len(), 3, "every policy may use every rule");
+        for pair in measured.windows(2) {
+            assert!(pair[0].losses <= pair[1].losses, "{measured:?}");
+            assert!(pair[0].cost > pair[1].cost, "{measured:?}");
+        }
+        // The frontier here: no loss at 106/600 of the cost (sure documents exit at layer 0,
+        // the 3 unsure ones at layer 2), then 3 losses at a sixth (every document at layer 0).
+        assert_eq!(measured.len(), 2, "{measured:?}");
+        assert_eq!(measured[0].losses, 0);
+        assert!((measured[0].cost - 106.0 / 600.0).abs() < 1e-12);
+        assert_eq!(measured[1].losses, 3);
+        assert!((measured[1].cost - 1.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn thinning_keeps_the_ends() {
+        let items: Vec<usize> = (0..100).collect();
+        let kept = thin(items, 5);
+        assert_eq!(kept, vec![0, 24, 49, 74, 99]);
+        assert_eq!(thin(vec![1, 2], 5), vec![1, 2]);
     }
 }

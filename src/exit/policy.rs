@@ -26,6 +26,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::learned::{CellTracker, ExitModel, ExitModels, WalkContext};
 use super::setting::{ExitRule, PolicyConfig, PolicyKind};
 
 /// A cell of the grid.
@@ -46,6 +49,8 @@ pub struct ExitState {
     patience: usize,
     streak: usize,
     accumulated: f32,
+    /// The learned rule's model and the features of the cells visited (learned rules only).
+    learned: Option<(Arc<ExitModel>, CellTracker)>,
 }
 
 /// The two largest values of a probability vector.
@@ -65,8 +70,13 @@ fn top_two(probabilities: &[f32]) -> (f32, f32) {
 }
 
 impl ExitState {
-    /// A fresh state for one document.
-    pub fn new(config: &PolicyConfig) -> Self {
+    /// A fresh state for one document of `context`'s shape; a learned rule needs its `model`
+    /// (without one it never exits).
+    pub fn new(config: &PolicyConfig, model: Option<Arc<ExitModel>>, context: WalkContext) -> Self {
+        let learned = match config.rule.learned_target() {
+            Some(_) => model.map(|model| (model, CellTracker::new(context))),
+            None => None,
+        };
         ExitState {
             rule: config.rule,
             threshold: config.threshold,
@@ -74,11 +84,18 @@ impl ExitState {
             patience: config.patience.max(1),
             streak: 0,
             accumulated: 0.0,
+            learned,
         }
     }
 
-    /// Sees the probabilities of a cell; answers whether to exit there.
-    pub fn observe(&mut self, cell: Cell, probabilities: &[f32]) -> bool {
+    /// Sees the probabilities of a cell, reached after `tokens_read` tokens of the document;
+    /// answers whether to exit there.
+    pub fn observe(&mut self, cell: Cell, probabilities: &[f32], tokens_read: usize) -> bool {
+        // The learned rule's features follow every visited cell, those below the minimum
+        // layer included, as in the walks it was trained on.
+        let learned = self.learned.as_mut().map(|(model, tracker)| {
+            model.probability(&tracker.observe(cell, probabilities, tokens_read))
+        });
         if cell.layer < self.min_layer {
             return false;
         }
@@ -90,6 +107,9 @@ impl ExitState {
             ExitRule::AccumulatedMargin => {
                 self.accumulated += first - second;
                 self.accumulated
+            }
+            ExitRule::LearnedAgreement | ExitRule::LearnedCorrect => {
+                learned.unwrap_or(f32::NEG_INFINITY)
             }
         };
         if confidence >= self.threshold {
@@ -197,8 +217,8 @@ impl Reading {
 /// which also ends the computation of that pass. When no cell exits, the answer is the
 /// [fallback layer](ExitPolicy::fallback_layer) of the last sentence.
 pub trait ExitPolicy {
-    /// The stored setting the policy was made from.
-    fn config(&self) -> &PolicyConfig;
+    /// The stored setting the policy was made from, on its model.
+    fn setting(&self) -> &Setting;
     /// Whole document at once, or sentence by sentence.
     fn reading(&self) -> Reading;
     /// The deepest layer a pass computes when no exit stops it.
@@ -208,14 +228,20 @@ pub trait ExitPolicy {
     /// The layer whose head answers when no cell was confident.
     fn fallback_layer(&self) -> usize;
 
+    /// The stored setting the policy was made from.
+    fn config(&self) -> &PolicyConfig {
+        &self.setting().config
+    }
+
     /// Which of the four policies this is.
     fn kind(&self) -> PolicyKind {
         self.config().kind
     }
 
-    /// A fresh exit-rule state for one document.
-    fn exit_state(&self) -> ExitState {
-        ExitState::new(self.config())
+    /// A fresh exit-rule state for one document of `context`'s shape.
+    fn exit_state(&self, context: WalkContext) -> ExitState {
+        let setting = self.setting();
+        ExitState::new(&setting.config, setting.model.clone(), context)
     }
 
     /// Whether the walk needs the hidden state of `layer` (the engine taps only those).
@@ -224,114 +250,108 @@ pub trait ExitPolicy {
     }
 }
 
-/// `full`: every sentence, every layer, the decision layer answers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FullPolicy {
-    config: PolicyConfig,
-    last_layer: usize,
+/// What every policy holds: its stored setting, the model's last layer, and the learned rule's
+/// model when the setting uses one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The stored setting.
+    pub config: PolicyConfig,
+    /// The model's last layer index.
+    pub last_layer: usize,
+    /// The learned rule's model.
+    pub model: Option<Arc<ExitModel>>,
 }
 
+/// `full`: every sentence, every layer, the decision layer answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FullPolicy(Setting);
+
 /// `layer`: the whole document in one pass, exit at the first confident layer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LayerPolicy {
-    config: PolicyConfig,
-    last_layer: usize,
-}
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerPolicy(Setting);
 
 /// `sentence`: sentence by sentence at full depth; the decision layer's head decides after each
 /// sentence. An exit ends the pass at the decision layer: no later sentence needs the deeper
 /// layers of the last one.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SentencePolicy {
-    config: PolicyConfig,
-    last_layer: usize,
-}
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentencePolicy(Setting);
 
 /// `2d`: sentence by sentence, layer by layer up to the depth cap, exit at the first confident
 /// cell.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TwoDimensionalPolicy {
-    config: PolicyConfig,
-    last_layer: usize,
-}
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwoDimensionalPolicy(Setting);
 
-impl FullPolicy {
-    fn decision_layer(&self) -> usize {
-        self.config.decision_layer.min(self.last_layer)
-    }
-}
-
-impl SentencePolicy {
+impl Setting {
     fn decision_layer(&self) -> usize {
         self.config.decision_layer.min(self.last_layer)
     }
 }
 
 impl ExitPolicy for FullPolicy {
-    fn config(&self) -> &PolicyConfig {
-        &self.config
+    fn setting(&self) -> &Setting {
+        &self.0
     }
     fn reading(&self) -> Reading {
         Reading::WholeDocument
     }
     fn depth(&self) -> usize {
-        self.last_layer
+        self.0.last_layer
     }
     fn consults(&self, _layer: usize) -> bool {
         false
     }
     fn fallback_layer(&self) -> usize {
-        self.decision_layer()
+        self.0.decision_layer()
     }
 }
 
 impl ExitPolicy for LayerPolicy {
-    fn config(&self) -> &PolicyConfig {
-        &self.config
+    fn setting(&self) -> &Setting {
+        &self.0
     }
     fn reading(&self) -> Reading {
         Reading::WholeDocument
     }
     fn depth(&self) -> usize {
-        self.last_layer
+        self.0.last_layer
     }
     fn consults(&self, _layer: usize) -> bool {
         true
     }
     fn fallback_layer(&self) -> usize {
-        self.last_layer
+        self.0.last_layer
     }
 }
 
 impl ExitPolicy for SentencePolicy {
-    fn config(&self) -> &PolicyConfig {
-        &self.config
+    fn setting(&self) -> &Setting {
+        &self.0
     }
     fn reading(&self) -> Reading {
         Reading::Sentences { min_tokens: 0 }
     }
     fn depth(&self) -> usize {
-        self.last_layer
+        self.0.last_layer
     }
     fn consults(&self, layer: usize) -> bool {
-        layer == self.decision_layer()
+        layer == self.0.decision_layer()
     }
     fn fallback_layer(&self) -> usize {
-        self.decision_layer()
+        self.0.decision_layer()
     }
 }
 
 impl ExitPolicy for TwoDimensionalPolicy {
-    fn config(&self) -> &PolicyConfig {
-        &self.config
+    fn setting(&self) -> &Setting {
+        &self.0
     }
     fn reading(&self) -> Reading {
         Reading::Sentences {
-            min_tokens: self.config.min_pass_tokens,
+            min_tokens: self.0.config.min_pass_tokens,
         }
     }
     fn depth(&self) -> usize {
-        self.config.depth_cap.min(self.last_layer)
+        self.0.config.depth_cap.min(self.0.last_layer)
     }
     fn consults(&self, layer: usize) -> bool {
         layer <= self.depth()
@@ -343,17 +363,69 @@ impl ExitPolicy for TwoDimensionalPolicy {
 
 impl PolicyConfig {
     /// The policy this setting describes, on a model with `layers` layers (at least one);
-    /// layers beyond the model are clamped to its last.
-    pub fn policy(&self, layers: usize) -> Box<dyn ExitPolicy + Send + Sync> {
-        let config = *self;
-        let last_layer = layers.saturating_sub(1);
+    /// layers beyond the model are clamped to its last. A learned rule takes its model from
+    /// `models` (without it, it never exits).
+    pub fn policy(
+        &self,
+        layers: usize,
+        models: ExitModels<'_>,
+    ) -> Box<dyn ExitPolicy + Send + Sync> {
+        let setting = Setting {
+            config: *self,
+            last_layer: layers.saturating_sub(1),
+            model: models.for_config(self),
+        };
         match self.kind {
-            PolicyKind::Full => Box::new(FullPolicy { config, last_layer }),
-            PolicyKind::Layer => Box::new(LayerPolicy { config, last_layer }),
-            PolicyKind::Sentence => Box::new(SentencePolicy { config, last_layer }),
-            PolicyKind::TwoDimensional => Box::new(TwoDimensionalPolicy { config, last_layer }),
+            PolicyKind::Full => Box::new(FullPolicy(setting)),
+            PolicyKind::Layer => Box::new(LayerPolicy(setting)),
+            PolicyKind::Sentence => Box::new(SentencePolicy(setting)),
+            PolicyKind::TwoDimensional => Box::new(TwoDimensionalPolicy(setting)),
         }
     }
+}
+
+impl DocumentGrid {
+    /// What a walk knows about this document before it starts.
+    pub fn walk_context(&self) -> WalkContext {
+        WalkContext {
+            layers: self.layers(),
+            sentences: self.sentences(),
+            tokens_total: self.sentence_tokens.iter().sum(),
+        }
+    }
+
+    /// The passes of `policy` over this document: the sentence their cells belong to, the
+    /// tokens each feeds, and the tokens read once it is fed.
+    fn passes_of(&self, policy: &(impl ExitPolicy + ?Sized)) -> Vec<(usize, usize, usize)> {
+        let mut read = 0;
+        policy
+            .reading()
+            .passes(&self.sentence_tokens)
+            .into_iter()
+            .map(|pass| {
+                let tokens: usize = self.sentence_tokens[pass.clone()].iter().sum();
+                read += tokens;
+                (pass.end - 1, tokens, read)
+            })
+            .collect()
+    }
+}
+
+/// The cells `policy` visits on `grid` when nothing exits, in walk order, each with the tokens
+/// read when it is reached: the cells a learned rule is trained on.
+pub fn visited_cells(
+    policy: &(impl ExitPolicy + ?Sized),
+    grid: &DocumentGrid,
+) -> Vec<(Cell, usize)> {
+    let depth = policy.depth().min(grid.layers().saturating_sub(1));
+    grid.passes_of(policy)
+        .into_iter()
+        .flat_map(|(sentence, _, read)| {
+            (0..=depth)
+                .filter(|&layer| policy.consults(layer))
+                .map(move |layer| (Cell { sentence, layer }, read))
+        })
+        .collect()
 }
 
 /// Walks `policy` over a document's grid: where it exits, what it answers, what it costs.
@@ -377,19 +449,6 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
         .map(|&tokens| tokens as u64)
         .sum();
     let full_token_layers = total_tokens * layers as u64;
-    // Each pass: the sentence its cells belong to, and the tokens it feeds.
-    let passes: Vec<(usize, u64)> = policy
-        .reading()
-        .passes(&grid.sentence_tokens)
-        .into_iter()
-        .map(|pass| {
-            let tokens = grid.sentence_tokens[pass.clone()]
-                .iter()
-                .map(|&tokens| tokens as u64)
-                .sum();
-            (pass.end - 1, tokens)
-        })
-        .collect();
     let finish = |answer: Cell, exited: bool, token_layers: u64| Outcome {
         answer,
         exited,
@@ -398,13 +457,14 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
         token_layers,
         full_token_layers,
     };
-    let mut state = policy.exit_state();
+    let mut state = policy.exit_state(grid.walk_context());
     // Token×layer operations of the passes before the current one, all computed to `depth`.
     let mut computed = 0u64;
-    for (sentence, tokens) in passes {
+    for (sentence, tokens, read) in grid.passes_of(policy) {
+        let tokens = tokens as u64;
         for layer in (0..=depth).filter(|&layer| policy.consults(layer)) {
             let cell = Cell { sentence, layer };
-            if state.observe(cell, grid.at(cell)) {
+            if state.observe(cell, grid.at(cell), read) {
                 return finish(cell, true, computed + tokens * (layer as u64 + 1));
             }
         }
@@ -450,7 +510,10 @@ mod tests {
     use super::two_class_grid as grid;
 
     fn run(config: &PolicyConfig, grid: &DocumentGrid) -> Outcome {
-        simulate(config.policy(grid.layers()).as_ref(), grid)
+        simulate(
+            config.policy(grid.layers(), ExitModels::NONE).as_ref(),
+            grid,
+        )
     }
 
     fn config(kind: PolicyKind, rule: ExitRule, threshold: f32) -> PolicyConfig {

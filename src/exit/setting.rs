@@ -60,15 +60,69 @@ pub enum ExitRule {
     /// The top-2 margin summed over the cells seen so far (Hůla et al.): confidence that builds
     /// up across layers and sentences.
     AccumulatedMargin,
+    /// A learned model's probability that the current answer is the one `full` would give
+    /// ([`crate::exit::learned`]).
+    LearnedAgreement,
+    /// A learned model's probability that the current answer is correct.
+    LearnedCorrect,
 }
 
 impl ExitRule {
+    /// The rules that need no learned model, as packs of format 1 knew them.
+    pub const CLASSIC: [ExitRule; 3] = [
+        ExitRule::MaxProbability,
+        ExitRule::Margin,
+        ExitRule::AccumulatedMargin,
+    ];
+    /// Every rule.
+    pub const ALL: [ExitRule; 5] = [
+        ExitRule::MaxProbability,
+        ExitRule::Margin,
+        ExitRule::AccumulatedMargin,
+        ExitRule::LearnedAgreement,
+        ExitRule::LearnedCorrect,
+    ];
+
     /// The name used in packs and reports.
     pub fn name(self) -> &'static str {
         match self {
             ExitRule::MaxProbability => "max_probability",
             ExitRule::Margin => "margin",
             ExitRule::AccumulatedMargin => "accumulated_margin",
+            ExitRule::LearnedAgreement => "learned_agreement",
+            ExitRule::LearnedCorrect => "learned_correct",
+        }
+    }
+
+    /// What a learned rule's model predicts; `None` for the classic rules.
+    pub fn learned_target(self) -> Option<ExitTarget> {
+        match self {
+            ExitRule::LearnedAgreement => Some(ExitTarget::AgreesWithFull),
+            ExitRule::LearnedCorrect => Some(ExitTarget::Correct),
+            _ => None,
+        }
+    }
+}
+
+/// What a learned exit model predicts about the answer at a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitTarget {
+    /// It equals what `full` answers for the document.
+    AgreesWithFull,
+    /// It is the true class.
+    Correct,
+}
+
+impl ExitTarget {
+    /// Both targets.
+    pub const ALL: [ExitTarget; 2] = [ExitTarget::AgreesWithFull, ExitTarget::Correct];
+
+    /// The rule that uses a model of this target.
+    pub fn rule(self) -> ExitRule {
+        match self {
+            ExitTarget::AgreesWithFull => ExitRule::LearnedAgreement,
+            ExitTarget::Correct => ExitRule::LearnedCorrect,
         }
     }
 }

@@ -1,5 +1,14 @@
-//! Fits one head per layer on cached sentence-prefix features and chooses the feature kind,
-//! the L2 penalty and the calibration temperature on dev data.
+//! Fits one head per layer on cached sentence-prefix features, choosing the L2 penalty, the
+//! calibration temperature, the feature kind and the best layer by **cross-fitting** on the
+//! training documents, so the dev data is left for the exit calibration alone.
+//!
+//! The training documents are split into [`FOLDS`] folds (by a hash of the document, so all
+//! prefixes of a document stay together). For every penalty, a head fitted on the other folds
+//! gives each fold's logits; the penalty with the best accuracy over these out-of-fold logits
+//! wins, the temperature is fitted on them, and the final head is fitted on all training
+//! documents. The out-of-fold probabilities are also what the learned exit rule is trained on:
+//! they come from heads that never saw the document, as the probabilities of new documents do
+//! (the heads are over-confident on their own training prefixes).
 
 use ndarray::{Array2, Axis};
 
@@ -7,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::logistic::{
     FitOptions, LayerHead, LinearHead, Standardizer, accuracy, fit_logistic, fit_temperature,
+    softmax,
 };
 use crate::features::FeatureKind;
 use crate::features::extraction::PrefixSet;
@@ -22,9 +32,9 @@ pub const L2_GRID: [f64; 8] = [3.0, 1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3];
 pub struct LayerReport {
     /// Layer index, from 0 (the pack format's numbering).
     pub layer: usize,
-    /// L2 penalty chosen on dev.
+    /// L2 penalty chosen (by cross-fitting on train; on dev in format 1 packs).
     pub l2: f64,
-    /// Calibration temperature fitted on dev.
+    /// Calibration temperature (fitted on the cross-fitted logits; on dev in format 1 packs).
     pub temperature: f32,
     /// Dev accuracy over all sentence prefixes.
     pub dev_accuracy_prefixes: f64,
@@ -36,9 +46,28 @@ pub struct LayerReport {
     pub dev_accuracy_2: f64,
     /// Dev accuracy after four sentences.
     pub dev_accuracy_4: f64,
+    /// Cross-fitted accuracy on the training data over all prefixes (absent in format 1 packs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_fitted_accuracy_prefixes: Option<f64>,
+    /// Cross-fitted accuracy on whole training documents (absent in format 1 packs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_fitted_accuracy_full: Option<f64>,
 }
 
-/// Heads of one feature kind with their dev reports.
+/// Folds of the cross-fitting.
+pub const FOLDS: usize = 2;
+
+/// The fold of a training document: a hash of its index, so that files sorted by label or
+/// source still give balanced folds.
+pub fn fold_of(document: usize) -> usize {
+    let mut hash = document as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^= hash >> 31;
+    (hash % FOLDS as u64) as usize
+}
+
+/// Heads of one feature kind with their reports.
 #[derive(Debug, Clone)]
 pub struct TrainedHeads {
     /// The feature kind.
@@ -47,20 +76,27 @@ pub struct TrainedHeads {
     pub heads: Vec<LayerHead>,
     /// One report per layer.
     pub reports: Vec<LayerReport>,
+    /// Per layer, the calibrated class probabilities of every training row (`rows × classes`)
+    /// from the heads of the other folds.
+    pub out_of_fold: Vec<Array2<f32>>,
 }
 
 impl TrainedHeads {
-    /// Mean dev accuracy over layers and sentence prefixes: how well this kind serves early
-    /// exits as a whole.
+    /// Mean cross-fitted accuracy over layers and sentence prefixes: how well this kind serves
+    /// early exits as a whole.
     pub fn mean_prefix_accuracy(&self) -> f64 {
         self.reports
             .iter()
-            .map(|report| report.dev_accuracy_prefixes)
+            .map(|report| {
+                report
+                    .cross_fitted_accuracy_prefixes
+                    .unwrap_or(report.dev_accuracy_prefixes)
+            })
             .sum::<f64>()
             / self.reports.len().max(1) as f64
     }
 
-    /// The layer with the best dev accuracy on whole documents (the earliest on ties).
+    /// The layer with the best cross-fitted accuracy on whole documents (the earliest on ties).
     pub fn best_layer(&self) -> usize {
         self.reports
             .iter()
@@ -68,8 +104,11 @@ impl TrainedHeads {
             .fold(
                 (0, f64::NEG_INFINITY),
                 |(best, best_accuracy), (layer, report)| {
-                    if report.dev_accuracy_full > best_accuracy + 1e-12 {
-                        (layer, report.dev_accuracy_full)
+                    let accuracy = report
+                        .cross_fitted_accuracy_full
+                        .unwrap_or(report.dev_accuracy_full);
+                    if accuracy > best_accuracy + 1e-12 {
+                        (layer, accuracy)
                     } else {
                         (best, best_accuracy)
                     }
@@ -125,60 +164,127 @@ pub fn evaluate_layer(head: &LayerHead, set: &PrefixSet, layer: usize) -> LayerA
     accuracy_of_logits(&head.head.logits(features.view()), set)
 }
 
-/// Trains the head of one layer: standardisation on train, L2 chosen by dev accuracy over all
-/// prefixes, temperature fitted on dev.
+/// What training one layer gives: the final head, its report, and the out-of-fold
+/// probabilities of the training rows.
+type TrainedLayer = (LayerHead, LayerReport, Array2<f32>);
+
+/// Trains the head of one layer by cross-fitting (see the module docs): the L2 penalty by the
+/// out-of-fold accuracy over all training prefixes, the temperature on the out-of-fold logits,
+/// the final head on every training row; the dev rows are only measured.
 pub fn train_layer(
     train: &PrefixSet,
     dev: &PrefixSet,
     layer: usize,
     classes: usize,
-) -> (LayerHead, LayerReport) {
-    let standardizer = Standardizer::fit(train.layers[layer].view());
-    let train_features = standardizer.apply(train.layers[layer].view());
-    let dev_features = standardizer.apply(dev.layers[layer].view());
-    let mut best: Option<(f64, f64, LinearHead)> = None;
-    let mut previous: Option<LinearHead> = None;
+) -> TrainedLayer {
+    let folds: Vec<usize> = train
+        .documents
+        .iter()
+        .map(|&document| fold_of(document))
+        .collect();
+    let fold_rows: Vec<(Vec<usize>, Vec<usize>)> = (0..FOLDS)
+        .map(|fold| {
+            let (held_out, fitted): (Vec<usize>, Vec<usize>) =
+                (0..train.len()).partition(|&row| folds[row] == fold);
+            (fitted, held_out)
+        })
+        .collect();
+    // Each fold's standardised fitting and held-out rows, computed once for all penalties.
+    let prepared: Vec<(Array2<f32>, Vec<usize>, Array2<f32>)> = fold_rows
+        .iter()
+        .map(|(fitted, held_out)| {
+            let fitted_rows = rows(&train.layers[layer], fitted);
+            let standardizer = Standardizer::fit(fitted_rows.view());
+            (
+                standardizer.apply(fitted_rows.view()),
+                labels_of(&train.labels, fitted),
+                standardizer.apply(rows(&train.layers[layer], held_out).view()),
+            )
+        })
+        .collect();
+    let mut best: Option<(f64, f64, Array2<f32>, LinearHead)> = None;
+    let mut previous: Vec<Option<LinearHead>> = vec![None; FOLDS];
     for l2 in L2_GRID {
         let options = FitOptions {
             l2,
             ..FitOptions::default()
         };
-        let head = fit_logistic(
-            train_features.view(),
-            &train.labels,
-            classes,
-            &options,
-            previous.as_ref(),
-        );
-        let dev_accuracy = accuracy(head.logits(dev_features.view()).view(), &dev.labels);
+        let mut out_of_fold = Array2::<f32>::zeros((train.len(), classes));
+        for (fold, ((fitted, fitted_labels, held_out), (_, held_out_rows))) in
+            prepared.iter().zip(&fold_rows).enumerate()
+        {
+            if fitted_labels.is_empty() || held_out_rows.is_empty() {
+                continue;
+            }
+            let head = fit_logistic(
+                fitted.view(),
+                fitted_labels,
+                classes,
+                &options,
+                previous[fold].as_ref(),
+            );
+            let logits = head.logits(held_out.view());
+            for (position, &row) in held_out_rows.iter().enumerate() {
+                out_of_fold.row_mut(row).assign(&logits.row(position));
+            }
+            previous[fold] = Some(head);
+        }
+        let cross_fitted = accuracy(out_of_fold.view(), &train.labels);
         // Strictly better only: on ties the stronger penalty (seen first) stays.
         if best
             .as_ref()
-            .is_none_or(|(accuracy, _, _)| dev_accuracy > *accuracy)
+            .is_none_or(|(accuracy, _, _, _)| cross_fitted > *accuracy)
         {
-            best = Some((dev_accuracy, l2, head.clone()));
+            let start = previous[0]
+                .clone()
+                .unwrap_or_else(|| LinearHead::zeros(classes, 0));
+            best = Some((cross_fitted, l2, out_of_fold, start));
         }
-        previous = Some(head);
     }
-    let (dev_accuracy_prefixes, l2, mut head) = best.unwrap_or((
+    let standardizer = Standardizer::fit(train.layers[layer].view());
+    let train_features = standardizer.apply(train.layers[layer].view());
+    let (cross_fitted_prefixes, l2, out_of_fold_logits, start) = best.unwrap_or((
         f64::NAN,
         L2_GRID[0],
-        LinearHead::zeros(classes, dev_features.ncols()),
+        Array2::zeros((train.len(), classes)),
+        LinearHead::zeros(classes, 0),
     ));
+    let temperature = fit_temperature(out_of_fold_logits.view(), &train.labels);
+    // The fold heads' weights are a good start (same penalty, half the rows, standardised
+    // alike up to the fold's statistics).
+    let start = (start.weights.ncols() == train_features.ncols()).then_some(start);
+    let mut head = fit_logistic(
+        train_features.view(),
+        &train.labels,
+        classes,
+        &FitOptions {
+            l2,
+            ..FitOptions::default()
+        },
+        start.as_ref(),
+    );
+    head.temperature = temperature;
+    let out_of_fold = Array2::from_shape_fn((train.len(), classes), |(row, class)| {
+        let probabilities = softmax(out_of_fold_logits.row(row), temperature);
+        probabilities[class]
+    });
+    let cross_fitted = accuracy_of_logits(&out_of_fold_logits, train);
+    let dev_features = standardizer.apply(dev.layers[layer].view());
     let dev_logits = head.logits(dev_features.view());
-    head.temperature = fit_temperature(dev_logits.view(), &dev.labels);
-    let accuracy = accuracy_of_logits(&dev_logits, dev);
+    let dev_accuracy = accuracy_of_logits(&dev_logits, dev);
     let report = LayerReport {
         layer,
         l2,
-        temperature: head.temperature,
-        dev_accuracy_prefixes,
-        dev_accuracy_full: accuracy.full,
-        dev_accuracy_1: accuracy.after_1,
-        dev_accuracy_2: accuracy.after_2,
-        dev_accuracy_4: accuracy.after_4,
+        temperature,
+        dev_accuracy_prefixes: dev_accuracy.prefixes,
+        dev_accuracy_full: dev_accuracy.full,
+        dev_accuracy_1: dev_accuracy.after_1,
+        dev_accuracy_2: dev_accuracy.after_2,
+        dev_accuracy_4: dev_accuracy.after_4,
+        cross_fitted_accuracy_prefixes: Some(cross_fitted_prefixes),
+        cross_fitted_accuracy_full: Some(cross_fitted.full),
     };
-    (LayerHead { standardizer, head }, report)
+    (LayerHead { standardizer, head }, report, out_of_fold)
 }
 
 /// Trains every layer's head for one feature kind, spreading layers over `threads` threads.
@@ -211,15 +317,21 @@ pub fn train_heads(
             });
         }
     });
-    let (heads, reports) = results
+    let mut trained = TrainedHeads {
+        kind: train.kind,
+        heads: Vec::with_capacity(layers),
+        reports: Vec::with_capacity(layers),
+        out_of_fold: Vec::with_capacity(layers),
+    };
+    for (head, report, out_of_fold) in results
         .into_inner()
         .unwrap_or_default()
         .into_iter()
         .flatten()
-        .unzip();
-    TrainedHeads {
-        kind: train.kind,
-        heads,
-        reports,
+    {
+        trained.heads.push(head);
+        trained.reports.push(report);
+        trained.out_of_fold.push(out_of_fold);
     }
+    trained
 }

@@ -43,13 +43,14 @@ pub struct PackDescription<'a> {
     pub dev: TrainingData<'a>,
 }
 
-/// The pack made of the candidate (one per feature kind) with the best mean dev accuracy over
-/// layers and prefixes (the first on ties), uncalibrated; `None` without candidates. The
-/// comparison of the kinds is recorded in the manifest.
+/// The pack made of the candidate (one per feature kind) with the best mean cross-fitted
+/// accuracy over layers and prefixes (the first on ties), without exit decisions yet, and the
+/// chosen candidate (its out-of-fold probabilities train the exit decisions); `None` without
+/// candidates. The comparison of the kinds is recorded in the manifest.
 pub fn assemble(
     description: &PackDescription<'_>,
     candidates: Vec<TrainedHeads>,
-) -> Option<AdapterPack> {
+) -> Option<(AdapterPack, TrainedHeads)> {
     let feature_comparison: BTreeMap<String, f64> = candidates
         .iter()
         .map(|trained| {
@@ -94,19 +95,23 @@ pub fn assemble(
             text_field: description.fields.text.clone(),
             label_field: description.fields.label.clone(),
             feature_comparison,
+            cross_fitting_folds: Some(crate::heads::training::FOLDS),
             created_by: format!(
                 "exitwise {} (commit {})",
                 env!("CARGO_PKG_VERSION"),
                 env!("EXITWISE_BUILD_COMMIT")
             ),
         },
-        layers: chosen.reports,
+        layers: chosen.reports.clone(),
+        exit_models: Vec::new(),
+        exit_sequences: Vec::new(),
         calibration: None,
     };
-    Some(AdapterPack {
+    let pack = AdapterPack {
         manifest,
-        heads: chosen.heads,
-    })
+        heads: chosen.heads.clone(),
+    };
+    Some((pack, chosen))
 }
 
 /// A path as given, shortened to what follows `data/` for the shared data sets, so packs do not
@@ -150,14 +155,18 @@ mod tests {
                     layer,
                     l2: 1.0,
                     temperature: 1.0,
-                    dev_accuracy_prefixes: prefix_accuracy,
+                    // Dev figures are only reported: the cross-fitted ones decide.
+                    dev_accuracy_prefixes: 0.9,
                     // Layer 1 is the best on whole documents.
-                    dev_accuracy_full: 0.5 + 0.1 * layer as f64,
+                    dev_accuracy_full: 0.9 - 0.1 * layer as f64,
                     dev_accuracy_1: 0.5,
                     dev_accuracy_2: 0.5,
                     dev_accuracy_4: 0.5,
+                    cross_fitted_accuracy_prefixes: Some(prefix_accuracy),
+                    cross_fitted_accuracy_full: Some(0.5 + 0.1 * layer as f64),
                 })
                 .collect(),
+            out_of_fold: Vec::new(),
         }
     }
 
@@ -213,7 +222,7 @@ mod tests {
                 prefixes: &set,
             },
         };
-        let pack = assemble(
+        let (pack, chosen) = assemble(
             &description,
             vec![
                 candidate(FeatureKind::LastToken, 0.6),
@@ -231,6 +240,8 @@ mod tests {
         assert_eq!(manifest.model.width, 3);
         assert!(manifest.validate().is_ok());
         assert_eq!(pack.heads.len(), 2);
+        assert_eq!(chosen.kind, FeatureKind::MeanTokens);
+        assert_eq!(manifest.training.cross_fitting_folds, Some(2));
         assert!(assemble(&description, Vec::new()).is_none());
     }
 

@@ -6,12 +6,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exit::OperatingPoint;
+use crate::exit::calibration::{
+    CalibrationMethod, ExitSequence, LossKind, OperatingPoint, RuleSet,
+};
+use crate::exit::{ExitModel, ExitModels};
 use crate::features::FeatureKind;
 use crate::heads::LayerReport;
 
-/// The pack format this build writes and reads.
-pub const PACK_FORMAT_VERSION: u32 = 1;
+/// The pack format this build writes. Format 2 adds the learned exit models, the exit
+/// sequences and calibration with a guarantee; this build reads format 1 packs as well.
+pub const PACK_FORMAT_VERSION: u32 = 2;
+/// Every format this build reads.
+pub const READABLE_FORMAT_VERSIONS: [u32; 2] = [1, 2];
 /// Manifest file name inside a pack folder.
 pub const MANIFEST_FILE: &str = "adapter.toml";
 /// Weights file name inside a pack folder.
@@ -45,7 +51,8 @@ pub struct TrainingDescription {
     pub train_documents: usize,
     /// Sentence prefixes trained on (all prefixes of all documents).
     pub train_prefixes: usize,
-    /// Development file (L2 penalty, feature kind and temperature chosen on it).
+    /// Development file: exit calibration (and, in format 1 packs, the L2 penalty, feature kind
+    /// and temperature) chosen on it.
     pub dev_file: String,
     /// Its SHA-256.
     pub dev_sha256: String,
@@ -55,8 +62,14 @@ pub struct TrainingDescription {
     pub text_field: String,
     /// Field with the label.
     pub label_field: String,
-    /// Mean dev accuracy over layers and prefixes of each feature kind compared.
+    /// Mean accuracy over layers and prefixes of each feature kind compared (cross-fitted on
+    /// the training data; on dev in format 1 packs).
     pub feature_comparison: BTreeMap<String, f64>,
+    /// Folds of the cross-fitting on the training data that chose the L2 penalty, the
+    /// temperature, the feature kind and the best layer, and gave the learned exit models cells
+    /// the heads did not see (absent in format 1 packs, which chose them on dev).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_fitting_folds: Option<usize>,
     /// Program and version that trained the pack.
     pub created_by: String,
 }
@@ -75,7 +88,8 @@ pub struct PackManifest {
     pub feature_kind: FeatureKind,
     /// Token limit per document the features were extracted with.
     pub token_limit: usize,
-    /// Layer with the best dev accuracy on whole documents (index from 0).
+    /// Layer with the best accuracy on whole documents (cross-fitted on train; on dev in format 1
+    /// packs), whose head `full` answers with (index from 0).
     pub best_layer: usize,
     /// The model the heads belong to.
     pub model: ModelFingerprint,
@@ -83,19 +97,61 @@ pub struct PackManifest {
     pub training: TrainingDescription,
     /// One entry per layer, in order.
     pub layers: Vec<LayerReport>,
-    /// Exit settings chosen on dev for each policy and accuracy budget.
+    /// The learned exit rule's models, one per policy and target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_models: Vec<ExitModel>,
+    /// Each policy's settings in the order calibration tests them, per loss and rule set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_sequences: Vec<ExitSequence>,
+    /// Exit settings chosen for each policy and accuracy budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationSection>,
 }
 
-/// `[calibration]`: the exit operating points chosen on dev.
+/// `[calibration]`: the exit operating points, how they were chosen and on what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationSection {
-    /// Dev documents simulated.
+    /// Calibration documents simulated.
     pub dev_documents: usize,
+    /// How the settings were chosen (absent in format 1 packs: point estimates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<CalibrationMethod>,
+    /// The loss bounded (fixed-sequence calibration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<LossKind>,
+    /// The rules the settings may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RuleSet>,
+    /// The risk δ: the probability, over the calibration sample, that a budget does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    /// The calibration data's fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<CalibrationData>,
     /// One point per policy and budget (`full` once).
     pub operating_points: Vec<OperatingPoint>,
+}
+
+impl CalibrationSection {
+    /// The method, point estimates for format 1 packs.
+    pub fn method(&self) -> CalibrationMethod {
+        self.method.unwrap_or(CalibrationMethod::PointEstimate)
+    }
+}
+
+/// The data a calibration ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationData {
+    /// The file (as given, shared data sets shortened to what follows `data/`).
+    pub file: String,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// Documents used.
+    pub documents: usize,
+    /// Whether their labels were used.
+    pub labelled: bool,
 }
 
 impl PackManifest {
@@ -147,6 +203,28 @@ impl PackManifest {
         }
         if self.token_limit == 0 {
             return Err("token limit 0".into());
+        }
+        for model in &self.exit_models {
+            model.validate()?;
+        }
+        let models = ExitModels::new(&self.exit_models);
+        let configs = self
+            .exit_sequences
+            .iter()
+            .flat_map(|sequence| &sequence.configs)
+            .chain(
+                self.calibration
+                    .iter()
+                    .flat_map(|calibration| &calibration.operating_points)
+                    .map(|point| &point.config),
+            );
+        for config in configs {
+            if config.rule.learned_target().is_some() && models.for_config(config).is_none() {
+                return Err(format!(
+                    "the setting {config:?} uses the rule `{}`, but the pack has no exit model for it",
+                    config.rule.name()
+                ));
+            }
         }
         if let Some(calibration) = &self.calibration {
             for point in &calibration.operating_points {

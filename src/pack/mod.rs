@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, ArrayView1};
 
 use crate::engine::ModelFacts;
-use crate::exit::{Budget, PolicyConfig, PolicyKind};
+use crate::exit::{Budget, ExitModels, PolicyConfig, PolicyKind};
 use crate::heads::LayerHead;
 
 pub use manifest::{
-    CalibrationSection, MANIFEST_FILE, ModelFingerprint, PACK_FORMAT_VERSION, PackManifest,
-    TrainingDescription, WEIGHTS_FILE,
+    CalibrationData, CalibrationSection, MANIFEST_FILE, ModelFingerprint, PACK_FORMAT_VERSION,
+    PackManifest, READABLE_FORMAT_VERSIONS, TrainingDescription, WEIGHTS_FILE,
 };
 use weights::{read_heads, write_heads};
 
@@ -63,10 +63,8 @@ pub enum PackError {
         /// What is wrong.
         reason: String,
     },
-    /// The format version is not this build's.
-    #[error(
-        "pack `{origin}` has format version {found}; this exitwise reads version {PACK_FORMAT_VERSION}"
-    )]
+    /// The format version is not one this build reads.
+    #[error("pack `{origin}` has format version {found}; this exitwise reads versions 1 and 2")]
     Version {
         /// The pack.
         origin: String,
@@ -145,7 +143,10 @@ impl AdapterPack {
             .get("format_version")
             .and_then(toml::Value::as_integer)
             .ok_or_else(|| manifest_error("no integer `format_version`".into()))?;
-        if version != i64::from(PACK_FORMAT_VERSION) {
+        if !READABLE_FORMAT_VERSIONS
+            .iter()
+            .any(|&readable| i64::from(readable) == version)
+        {
             return Err(PackError::Version {
                 origin: origin.to_string(),
                 found: u32::try_from(version).unwrap_or(u32::MAX),
@@ -276,7 +277,7 @@ impl AdapterPack {
         let points: Vec<_> = calibration
             .operating_points
             .iter()
-            .filter(|point| point.config.kind == policy)
+            .filter(|point| point.policy() == policy)
             .collect();
         points
             .iter()
@@ -297,6 +298,11 @@ impl AdapterPack {
                     }
                 ))
             })
+    }
+
+    /// The learned exit rule's models.
+    pub fn exit_models(&self) -> ExitModels<'_> {
+        ExitModels::new(&self.manifest.exit_models)
     }
 
     /// Calibrated class probabilities of the head of `layer` for a raw feature vector.
@@ -361,6 +367,7 @@ mod tests {
                     ("mean_tokens".into(), 0.8),
                 ]),
                 created_by: "exitwise test".into(),
+                cross_fitting_folds: Some(2),
             },
             layers: (0..layers)
                 .map(|layer| LayerReport {
@@ -372,8 +379,12 @@ mod tests {
                     dev_accuracy_1: 0.6,
                     dev_accuracy_2: 0.7,
                     dev_accuracy_4: 0.75,
+                    cross_fitted_accuracy_prefixes: Some(0.7),
+                    cross_fitted_accuracy_full: None,
                 })
                 .collect(),
+            exit_models: Vec::new(),
+            exit_sequences: Vec::new(),
             calibration: None,
         };
         AdapterPack { manifest, heads }
@@ -410,6 +421,7 @@ mod tests {
 
     #[test]
     fn calibration_round_trips_and_is_validated() {
+        use crate::exit::calibration::{CalibrationMethod, LossKind, RuleSet};
         use crate::exit::{ExitRule, OperatingPoint};
         let mut pack = sample_pack();
         let config = PolicyConfig {
@@ -424,11 +436,24 @@ mod tests {
         };
         pack.manifest.calibration = Some(CalibrationSection {
             dev_documents: 5,
+            method: Some(CalibrationMethod::FixedSequence),
+            loss: Some(LossKind::AccuracyLoss),
+            rules: Some(RuleSet::All),
+            delta: Some(0.1),
+            data: Some(CalibrationData {
+                file: "dev.jsonl".into(),
+                sha256: "b".repeat(64),
+                documents: 5,
+                labelled: true,
+            }),
             operating_points: vec![OperatingPoint {
                 budget: Budget::from_hundredths(100),
+                policy: Some(PolicyKind::TwoDimensional),
                 config,
-                dev_accuracy: 0.8,
+                dev_accuracy: Some(0.8),
                 dev_cost: 0.25,
+                dev_loss: Some(0.0),
+                loss_bound: Some(0.37),
             }],
         });
         let dir = tempfile::tempdir().expect("tempdir");
@@ -509,11 +534,11 @@ mod tests {
         flipped[last + 1] = 0x7f; // a NaN in the last tensor
         assert!(AdapterPack::from_parts(&manifest, &flipped, "tiny").is_err());
 
-        let future = manifest.replace("format_version = 1", "format_version = 9");
+        let future = manifest.replace("format_version = 2", "format_version = 9");
         let error = AdapterPack::from_parts(&future, &weights, "tiny").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "pack `tiny` has format version 9; this exitwise reads version 1"
+            "pack `tiny` has format version 9; this exitwise reads versions 1 and 2"
         );
 
         let wide = manifest.replace("width = 4", "width = 5");
@@ -526,7 +551,7 @@ mod tests {
         );
 
         let error =
-            AdapterPack::from_parts("format_version = 1\nname = 3", &weights, "tiny").unwrap_err();
+            AdapterPack::from_parts("format_version = 2\nname = 3", &weights, "tiny").unwrap_err();
         assert!(matches!(error, PackError::Manifest { .. }), "{error}");
         let error = AdapterPack::load_dir(&dir.path().join("missing")).unwrap_err();
         assert!(error.to_string().starts_with("cannot read `"), "{error}");

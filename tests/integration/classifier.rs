@@ -78,7 +78,35 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
             8,
             1000,
         ),
+        // The learned rules: their features follow the walk (streaks, accumulated margin,
+        // tokens read), which the online walk must reproduce cell for cell.
+        (PolicyKind::Layer, ExitRule::LearnedAgreement, 0.6, 17, 0),
+        (PolicyKind::Layer, ExitRule::LearnedCorrect, 0.95, 17, 0),
+        (PolicyKind::Sentence, ExitRule::LearnedCorrect, 0.6, 17, 0),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::LearnedAgreement,
+            0.6,
+            9,
+            0,
+        ),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::LearnedCorrect,
+            0.8,
+            17,
+            12,
+        ),
+        (
+            PolicyKind::TwoDimensional,
+            ExitRule::LearnedAgreement,
+            0.99,
+            5,
+            1000,
+        ),
     ];
+    // Training gave the pack a learned model for every policy and target.
+    assert_eq!(pack.manifest.exit_models.len(), 6);
     let mut extraction = Session::new(model, &options()).expect("session");
     let mut accumulator = FeatureAccumulator::new(layers, model.width());
     for text in TEXTS {
@@ -102,7 +130,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
                 decision_layer: pack.manifest.best_layer,
                 min_pass_tokens,
             };
-            let simulated = simulate(config.policy(layers).as_ref(), &grid);
+            let simulated = simulate(config.policy(layers, pack.exit_models()).as_ref(), &grid);
             let mut classifier = Classifier::new(
                 Session::new(model, &options()).expect("session"),
                 pack,

@@ -146,6 +146,27 @@ pub fn tiny_pack() -> Option<&'static (tempfile::TempDir, exitwise::pack::Adapte
             .output()
             .expect("train runs");
         assert!(output.status.success(), "{}", text(&output.stderr));
+        // 8 dev documents certify no budget (see the train tests); the point estimates of
+        // format 1 packs give the classify and serve tests settings that do exit.
+        let output = Command::new(env!("CARGO_BIN_EXE_exitwise"))
+            .args([
+                "calibrate",
+                "--threads",
+                "1",
+                "--method",
+                "point",
+                "--force",
+                "--model",
+            ])
+            .arg(&model)
+            .arg(&out)
+            .arg("--dev")
+            .arg(fixtures.join("reviews-dev.jsonl"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .output()
+            .expect("calibrate runs");
+        assert!(output.status.success(), "{}", text(&output.stderr));
         let pack = exitwise::pack::AdapterPack::load_dir(&out).expect("the tiny pack loads");
         Some((dir, pack))
     })

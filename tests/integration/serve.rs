@@ -197,8 +197,8 @@ fn every_status_of_the_api() {
         assert_eq!(info["pack"]["best_layer"], 18);
         let full = &info["operating_points"][0];
         assert_eq!(full["policy"], "full");
-        assert_eq!(full["deepest_layer"], 18);
-        assert_eq!(full["answering_layer"], 18);
+        assert_eq!(full["setting"]["deepest_layer"], 18);
+        assert_eq!(full["setting"]["answering_layer"], 18);
 
         // Metrics: Prometheus text that counts what happened.
         let (status, _, body) = send(&state, "GET", "/metrics", "").await;

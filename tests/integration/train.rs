@@ -87,7 +87,11 @@ fn training_on_a_tiny_set_makes_a_pack_that_loads_and_predicts() {
         .count();
     assert_eq!(layer_rows, 18, "{stdout}");
     assert!(
-        stdout.contains("exit calibration on 8 dev documents"),
+        stdout.contains("exit calibration on 8 documents of `"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fixed-sequence testing at risk δ = 0.1: with probability at least 90%"),
         "{stdout}"
     );
     assert_eq!(
@@ -106,6 +110,23 @@ fn training_on_a_tiny_set_makes_a_pack_that_loads_and_predicts() {
     assert_eq!(pack.manifest.labels, ["neg", "pos"]);
     assert_eq!(pack.heads.len(), 18);
     assert_eq!(pack.manifest.training.train_documents, 16);
+    assert_eq!(pack.manifest.training.cross_fitting_folds, Some(2));
+    // A learned exit model for each policy and target, and the sequences calibration tests:
+    // three policies, two losses, two rule sets.
+    assert_eq!(pack.manifest.exit_models.len(), 6);
+    assert_eq!(pack.manifest.exit_sequences.len(), 12);
+    let calibration = pack.manifest.calibration.as_ref().expect("calibrated");
+    assert_eq!(calibration.delta, Some(0.1));
+    // 8 dev documents cannot certify a budget of 4 points (no loss at all still bounds the
+    // rate at 1 - 0.1^(1/8) = 0.25): every policy falls back to full's setting.
+    assert!(
+        calibration
+            .operating_points
+            .iter()
+            .all(|point| point.config.kind == exitwise::exit::PolicyKind::Full),
+        "{:?}",
+        calibration.operating_points
+    );
     let model = Model::load(&model_file, &ModelOptions::default()).expect("model");
     assert!(
         pack.check_model(model.facts(), None, true)

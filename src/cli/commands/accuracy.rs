@@ -103,6 +103,8 @@ pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
                 dev_accuracy_1: accuracy.after_1,
                 dev_accuracy_2: accuracy.after_2,
                 dev_accuracy_4: accuracy.after_4,
+                cross_fitted_accuracy_prefixes: None,
+                cross_fitted_accuracy_full: None,
             }
         })
         .collect();

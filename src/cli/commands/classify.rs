@@ -197,6 +197,7 @@ fn cost_share(result: &Classification) -> f64 {
 pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let pack = load_pack(args.adapters.as_ref())?;
     let config = pack.operating_point(args.policy.into(), args.budget)?;
+    warn_if_fallback(&pack, args.policy.into(), args.budget, &config);
     let model = load_model(args.model.as_ref(), global)?;
     // Hashing the model costs a read of the whole file: only --strict compares it.
     let model_sha256 = if args.strict {
@@ -307,4 +308,22 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     }
     eprintln!("{summary}");
     Ok(if failed > 0 { EXIT_FAILURES } else { EXIT_OK })
+}
+
+/// Says when `policy` at `budget` has no certified setting in the pack, so that `full`'s
+/// setting runs instead (the records then say `full`).
+pub fn warn_if_fallback(
+    pack: &AdapterPack,
+    policy: exitwise::exit::PolicyKind,
+    budget: Budget,
+    config: &exitwise::exit::PolicyConfig,
+) {
+    if config.kind != policy {
+        eprintln!(
+            "warning: pack `{}` has no setting of policy `{}` certified for budget {budget}: classifying with `{}`",
+            pack.manifest.name,
+            policy.name(),
+            config.kind.name()
+        );
+    }
 }

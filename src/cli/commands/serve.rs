@@ -118,7 +118,8 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         args.adapters.as_ref().or(config.adapters.as_ref()),
     )?);
     // The default setting must exist before the first request needs it.
-    pack.operating_point(policy, budget)?;
+    let default_setting = pack.operating_point(policy, budget)?;
+    crate::cli::commands::classify::warn_if_fallback(&pack, policy, budget, &default_setting);
     let model_path = resolve_model_path(args.model.as_ref().or(config.model.as_ref()), global)?;
     let worker = WorkerOptions {
         model_path,

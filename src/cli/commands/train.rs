@@ -6,12 +6,17 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 
 use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::exit::DEFAULT_BUDGETS;
+use exitwise::exit::calibration::{CalibrationMethod, DEFAULT_DELTA, RuleSet};
 use exitwise::features::FeatureKind;
 use exitwise::features::cache::FeatureCache;
 use exitwise::features::extraction::{FeatureSource, load_prefix_sets};
 use exitwise::heads::{TrainedHeads, train_heads};
 use exitwise::pack::assemble::{PackDescription, TrainingData, assemble};
-use exitwise::pack::calibrate::calibrate_pack;
+use exitwise::pack::calibrate::{
+    CalibrationOptions, calibrate_pack, labelled_grids, learn_exit_decisions, out_of_fold_grids,
+    sentence_token_counts,
+};
 use exitwise::pack::{AdapterPack, MANIFEST_FILE};
 use exitwise::text::DEFAULT_TOKEN_LIMIT;
 
@@ -31,8 +36,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     train: PathBuf,
 
-    /// Development data (same format): chooses the L2 penalty, the feature kind and the
-    /// calibration temperature, and measures the per-layer accuracy
+    /// Development data (same format): the exit calibration is chosen on it, and the
+    /// per-layer accuracy measured (the penalty, temperature and feature kind are chosen by
+    /// cross-fitting on the training data)
     #[arg(long, value_name = "FILE")]
     dev: PathBuf,
 
@@ -74,6 +80,11 @@ pub struct TrainArgs {
     /// Only run the model over the data and fill the feature cache; train nothing
     #[arg(long)]
     extract_only: bool,
+
+    /// Risk δ of the exit calibration: the probability that a budget does not hold on new
+    /// documents like the dev data [default: 0.1]
+    #[arg(long, value_name = "DELTA")]
+    delta: Option<f64>,
 }
 
 /// Runs `exitwise train`.
@@ -178,8 +189,37 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             prefixes: &dev_sets[0],
         },
     };
-    let mut pack = assemble(&description, candidates).context("no feature kind was trained")?;
-    calibrate_pack(&mut pack, &model, &mut dev_cache, &dev)?;
+    let (mut pack, chosen) =
+        assemble(&description, candidates).context("no feature kind was trained")?;
+    let chosen_set = train_sets
+        .iter()
+        .find(|set| set.kind == chosen.kind)
+        .context("the chosen feature kind has no training rows")?;
+    let spinner = output::spinner("exit decisions");
+    let training_grids = out_of_fold_grids(
+        &chosen,
+        chosen_set,
+        &sentence_token_counts(&model, &train, args.token_limit),
+    );
+    learn_exit_decisions(&mut pack, &training_grids, threads, &|step| {
+        spinner.set_message(step.to_string());
+    });
+    spinner.set_message("calibrating on dev");
+    let dev_grids = labelled_grids(&pack, &model, &mut dev_cache, &dev)?;
+    calibrate_pack(
+        &mut pack,
+        &dev_grids,
+        &dev,
+        &DEFAULT_BUDGETS,
+        &CalibrationOptions {
+            method: CalibrationMethod::FixedSequence,
+            rules: RuleSet::All,
+            delta: args.delta.unwrap_or(DEFAULT_DELTA),
+            labelled: true,
+            threads,
+        },
+    )?;
+    spinner.finish_and_clear();
     pack.save(out)
         .with_context(|| format!("cannot save the pack to `{}`", out.display()))?;
     output::print(&render_report(&pack))?;

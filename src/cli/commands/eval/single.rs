@@ -11,7 +11,7 @@ use exitwise::evaluation::runner::{
     PreparedData, interleaved_runs, measure_one, prepare_documents, timed_entries,
     warmed_classifier,
 };
-use exitwise::exit::{DocumentGrid, LabelledGrid, PolicyConfig, PolicyKind};
+use exitwise::exit::{DocumentGrid, GridDocument, PolicyConfig, PolicyKind};
 use exitwise::features::extraction::FeatureSource;
 use exitwise::pack::calibrate::labelled_grids;
 
@@ -90,7 +90,7 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             threads: global.threads(),
         };
         let (mut cache, _, _) = cached_features(&source, &data, "features (oracle)")?;
-        let by_index: BTreeMap<usize, LabelledGrid> =
+        let by_index: BTreeMap<usize, GridDocument> =
             labelled_grids(&pack, &model, &mut cache, &data)?
                 .into_iter()
                 .map(|grid| (grid.index, grid))
@@ -109,7 +109,12 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         } else {
             None
         };
-        simulated = simulations(&grids, calibrated_2d.as_ref(), pack.heads.len());
+        simulated = simulations(
+            &grids,
+            calibrated_2d.as_ref(),
+            pack.heads.len(),
+            pack.exit_models(),
+        );
     }
     let (oracle, oracle_costs, schedule) = match simulated {
         Some((oracle, costs, schedule)) => (Some(oracle), Some(costs), schedule),
