@@ -4,9 +4,8 @@
 use std::fmt::Write as _;
 
 use exitwise::exit::PolicyKind;
-use exitwise::exit::calibration::{CalibrationMethod, LossKind};
 use exitwise::heads::LayerReport;
-use exitwise::pack::{CalibrationSection, PackManifest};
+use exitwise::pack::PackManifest;
 
 /// The calibrated operating points as a table, with what the calibration promises.
 pub fn render_operating_points(manifest: &PackManifest) -> String {
@@ -30,7 +29,7 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
     let mut text = format!(
         "exit calibration on {} documents of {data}, {}\n",
         calibration.dev_documents,
-        promise(calibration)
+        calibration.promise()
     );
     text.push_str("(layers numbered from 1; decide: the layer that answers, or the first that may exit; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document; cost: share of full-depth, whole-document token×layer operations; loss: share of documents lost, and its upper bound)\n");
     let _ = writeln!(
@@ -104,21 +103,6 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
         );
     }
     text
-}
-
-/// What a calibration's budgets promise, in one sentence.
-pub fn promise(calibration: &CalibrationSection) -> String {
-    match (calibration.method(), calibration.delta) {
-        (CalibrationMethod::FixedSequence, Some(delta)) => format!(
-            "fixed-sequence testing at risk δ = {delta}: with probability at least {:.0}%, a policy at budget B loses at most B points of accuracy against `full` on new documents like these ({})",
-            (1.0 - delta) * 100.0,
-            match calibration.loss {
-                Some(LossKind::Disagreement) => "bounded by its disagreement with `full`",
-                _ => "bounded by the documents `full` gets right and it gets wrong",
-            }
-        ),
-        _ => "point estimates: a policy at budget B was within B points of `full` on these documents, with no guarantee for others".to_string(),
-    }
 }
 
 /// The per-layer accuracy table (`set` names the data: "dev", "test"); `*` marks `best_layer`.

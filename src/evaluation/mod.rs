@@ -2,8 +2,9 @@
 //! ([`runner`]), its statistics ([`statistics`]), the oracle ([`oracle`]), the paper's staircase
 //! schedule against the depth-capped 2d walk ([`schedules`]), the reports built from them
 //! ([`report`]) with the machine's facts ([`machine`]), and the engine benchmark
-//! ([`engine_benchmark`]).
+//! ([`engine_benchmark`]), and whether a pack's budgets hold on labelled data ([`budgets`]).
 
+pub mod budgets;
 pub mod engine_benchmark;
 pub mod machine;
 pub mod oracle;

@@ -335,3 +335,70 @@ pub fn train_heads(
     }
     trained
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 60 documents of two prefixes; each document has a feature of its own and a label
+    /// unrelated to anything else: a head memorises the documents it is fitted on and knows
+    /// nothing of the others.
+    fn memorisable() -> PrefixSet {
+        let documents = 60;
+        let rows = documents * 2;
+        let matrix =
+            Array2::from_shape_fn(
+                (rows, documents),
+                |(row, column)| {
+                    if row / 2 == column { 3.0 } else { 0.0 }
+                },
+            );
+        PrefixSet {
+            kind: FeatureKind::MeanTokens,
+            layers: vec![matrix],
+            labels: (0..rows).map(|row| (row / 2) % 2).collect(),
+            documents: (0..rows).map(|row| row / 2).collect(),
+            sentences_read: (0..rows).map(|row| row % 2 + 1).collect(),
+            sentences_total: vec![2; rows],
+        }
+    }
+
+    #[test]
+    fn folds_keep_documents_whole_and_are_balanced() {
+        let counts = (0..1000).fold([0usize; FOLDS], |mut counts, document| {
+            counts[fold_of(document)] += 1;
+            counts
+        });
+        assert!(
+            counts.iter().all(|&count| (400..=600).contains(&count)),
+            "{counts:?}"
+        );
+        assert_eq!(fold_of(17), fold_of(17));
+    }
+
+    #[test]
+    fn out_of_fold_probabilities_come_from_heads_that_did_not_see_the_document() {
+        let set = memorisable();
+        // The dev set is the training set here: the final head, fitted on every document,
+        // knows them all.
+        let (head, report, out_of_fold) = train_layer(&set, &set, 0, 2);
+        assert!(report.dev_accuracy_prefixes > 0.95, "{report:?}");
+        // The out-of-fold probabilities come from heads that never saw the document: they
+        // cannot know its label, and are right about as often as a coin.
+        let cross_fitted = report.cross_fitted_accuracy_prefixes.expect("cross-fitted");
+        assert!(cross_fitted < 0.7, "{report:?}");
+        let right = (0..set.len())
+            .filter(|&row| out_of_fold[[row, set.labels[row]]] > 0.5)
+            .count() as f64
+            / set.len() as f64;
+        assert!(
+            (right - cross_fitted).abs() < 1e-9,
+            "{right} vs {cross_fitted}"
+        );
+        // They are probabilities, calibrated by the fitted temperature.
+        for row in out_of_fold.rows() {
+            assert!((row.sum() - 1.0).abs() < 1e-5);
+        }
+        assert_eq!(head.head.temperature, report.temperature);
+    }
+}

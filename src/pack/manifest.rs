@@ -138,6 +138,21 @@ impl CalibrationSection {
     pub fn method(&self) -> CalibrationMethod {
         self.method.unwrap_or(CalibrationMethod::PointEstimate)
     }
+
+    /// What the budgets promise, in one sentence.
+    pub fn promise(&self) -> String {
+        match (self.method(), self.delta) {
+            (CalibrationMethod::FixedSequence, Some(delta)) => format!(
+                "fixed-sequence testing at risk δ = {delta}: with probability at least {:.0}%, a policy at budget B loses at most B points of accuracy against `full` on new documents like these ({})",
+                (1.0 - delta) * 100.0,
+                match self.loss {
+                    Some(LossKind::Disagreement) => "bounded by its disagreement with `full`",
+                    _ => "bounded by the documents `full` gets right and it gets wrong",
+                }
+            ),
+            _ => "point estimates: a policy at budget B was within B points of `full` on these documents, with no guarantee for others".to_string(),
+        }
+    }
 }
 
 /// The data a calibration ran on.

@@ -311,84 +311,87 @@ impl AdapterPack {
     }
 }
 
+/// A small pack (3 layers of width 4, two classes) for unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) fn sample_pack() -> AdapterPack {
     use std::collections::BTreeMap;
 
     use ndarray::Array2;
 
-    use super::*;
     use crate::features::FeatureKind;
     use crate::heads::{LayerReport, LinearHead, Standardizer};
 
-    fn sample_pack() -> AdapterPack {
-        let (layers, width, classes) = (3, 4, 2);
-        let heads = (0..layers)
-            .map(|layer| LayerHead {
-                standardizer: Standardizer {
-                    mean: Array1::from_elem(width, layer as f32),
-                    scale: Array1::from_elem(width, 0.5),
-                },
-                head: LinearHead {
-                    weights: Array2::from_shape_fn((classes, width), |(class, column)| {
-                        (class * width + column) as f32 * 0.1
-                    }),
-                    bias: Array1::from(vec![0.25, -0.25]),
-                    temperature: 1.5,
-                },
+    let (layers, width, classes) = (3, 4, 2);
+    let heads = (0..layers)
+        .map(|layer| LayerHead {
+            standardizer: Standardizer {
+                mean: Array1::from_elem(width, layer as f32),
+                scale: Array1::from_elem(width, 0.5),
+            },
+            head: LinearHead {
+                weights: Array2::from_shape_fn((classes, width), |(class, column)| {
+                    (class * width + column) as f32 * 0.1
+                }),
+                bias: Array1::from(vec![0.25, -0.25]),
+                temperature: 1.5,
+            },
+        })
+        .collect();
+    let manifest = PackManifest {
+        format_version: PACK_FORMAT_VERSION,
+        name: "tiny".into(),
+        labels: vec!["neg".into(), "pos".into()],
+        feature_kind: FeatureKind::MeanTokens,
+        token_limit: 2048,
+        best_layer: 2,
+        model: ModelFingerprint {
+            architecture: "gemma3".into(),
+            layers,
+            width,
+            sha256: "c".repeat(64),
+            quantization: Some("Q4_K_M".into()),
+        },
+        training: TrainingDescription {
+            train_file: "train.jsonl".into(),
+            train_sha256: "a".repeat(64),
+            train_documents: 10,
+            train_prefixes: 30,
+            dev_file: "dev.jsonl".into(),
+            dev_sha256: "b".repeat(64),
+            dev_documents: 5,
+            text_field: "text".into(),
+            label_field: "label".into(),
+            feature_comparison: BTreeMap::from([
+                ("last_token".into(), 0.7),
+                ("mean_tokens".into(), 0.8),
+            ]),
+            created_by: "exitwise test".into(),
+            cross_fitting_folds: Some(2),
+        },
+        layers: (0..layers)
+            .map(|layer| LayerReport {
+                layer,
+                l2: 0.01,
+                temperature: 1.5,
+                dev_accuracy_prefixes: 0.75,
+                dev_accuracy_full: 0.8,
+                dev_accuracy_1: 0.6,
+                dev_accuracy_2: 0.7,
+                dev_accuracy_4: 0.75,
+                cross_fitted_accuracy_prefixes: Some(0.7),
+                cross_fitted_accuracy_full: None,
             })
-            .collect();
-        let manifest = PackManifest {
-            format_version: PACK_FORMAT_VERSION,
-            name: "tiny".into(),
-            labels: vec!["neg".into(), "pos".into()],
-            feature_kind: FeatureKind::MeanTokens,
-            token_limit: 2048,
-            best_layer: 2,
-            model: ModelFingerprint {
-                architecture: "gemma3".into(),
-                layers,
-                width,
-                sha256: "c".repeat(64),
-                quantization: Some("Q4_K_M".into()),
-            },
-            training: TrainingDescription {
-                train_file: "train.jsonl".into(),
-                train_sha256: "a".repeat(64),
-                train_documents: 10,
-                train_prefixes: 30,
-                dev_file: "dev.jsonl".into(),
-                dev_sha256: "b".repeat(64),
-                dev_documents: 5,
-                text_field: "text".into(),
-                label_field: "label".into(),
-                feature_comparison: BTreeMap::from([
-                    ("last_token".into(), 0.7),
-                    ("mean_tokens".into(), 0.8),
-                ]),
-                created_by: "exitwise test".into(),
-                cross_fitting_folds: Some(2),
-            },
-            layers: (0..layers)
-                .map(|layer| LayerReport {
-                    layer,
-                    l2: 0.01,
-                    temperature: 1.5,
-                    dev_accuracy_prefixes: 0.75,
-                    dev_accuracy_full: 0.8,
-                    dev_accuracy_1: 0.6,
-                    dev_accuracy_2: 0.7,
-                    dev_accuracy_4: 0.75,
-                    cross_fitted_accuracy_prefixes: Some(0.7),
-                    cross_fitted_accuracy_full: None,
-                })
-                .collect(),
-            exit_models: Vec::new(),
-            exit_sequences: Vec::new(),
-            calibration: None,
-        };
-        AdapterPack { manifest, heads }
-    }
+            .collect(),
+        exit_models: Vec::new(),
+        exit_sequences: Vec::new(),
+        calibration: None,
+    };
+    AdapterPack { manifest, heads }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn facts(architecture: &str, layers: usize, width: usize, quantization: &str) -> ModelFacts {
         ModelFacts {

@@ -241,6 +241,13 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "default_policy": state.limits.default_policy.name(),
         "default_budget": state.limits.default_budget,
         "operating_points": points,
+        "calibration": manifest.calibration.as_ref().map(|calibration| serde_json::json!({
+            "method": calibration.method(),
+            "delta": calibration.delta,
+            "loss": calibration.loss,
+            "data": calibration.data,
+            "promise": calibration.promise(),
+        })),
         "limits": {
             "max_body_bytes": state.limits.max_body_bytes,
             "max_texts": state.limits.max_texts,

@@ -345,3 +345,37 @@ fn the_default_pack_gets_clear_reviews_right_and_2d_reads_less_than_full() {
         );
     }
 }
+
+#[test]
+fn a_pack_of_format_1_still_loads_and_classifies_as_before() {
+    let Some(model) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let pack = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pack-format-1");
+    let review = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/review.txt");
+    let output = Command::new(env!("CARGO_BIN_EXE_exitwise"))
+        .args(["classify", "--threads", "1", "--format", "jsonl", "--model"])
+        .arg(&model)
+        .arg("--adapters")
+        .arg(&pack)
+        .arg(&review)
+        .output()
+        .expect("classify runs");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let record = &records(&output)[0];
+    // What this pack answered before format 2 (`classify --format jsonl examples/` with the
+    // binary of commit 9b4ef35).
+    assert_eq!(record["label"], "pos");
+    assert!(
+        (record["confidence"].as_f64().expect("confidence") - 0.865_087_87).abs() < 1e-4,
+        "{record}"
+    );
+    assert_eq!(
+        record["exit"],
+        serde_json::json!({"sentence": 8, "sentences": 8, "layer": 2, "layers": 18, "policy": "2d"})
+    );
+    assert_eq!(
+        record["cost"],
+        serde_json::json!({"token_layers": 300, "full_token_layers": 2700})
+    );
+}

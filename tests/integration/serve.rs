@@ -199,6 +199,8 @@ fn every_status_of_the_api() {
         assert_eq!(full["policy"], "full");
         assert_eq!(full["setting"]["deepest_layer"], 18);
         assert_eq!(full["setting"]["answering_layer"], 18);
+        // What a budget promises, in words.
+        assert!(info["calibration"]["promise"].is_string(), "{info}");
 
         // Metrics: Prometheus text that counts what happened.
         let (status, _, body) = send(&state, "GET", "/metrics", "").await;

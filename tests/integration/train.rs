@@ -292,3 +292,83 @@ fn training_refuses_one_class_and_a_folder_that_is_not_a_pack() {
         )
     );
 }
+
+#[test]
+fn recalibration_on_unlabelled_text_writes_a_new_pack_and_never_overwrites() {
+    let Some(model_file) = model_path(TestModel::Gemma) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pack, cache) = (dir.path().join("tiny"), dir.path().join("cache"));
+    let output = train(&model_file, &pack, &cache, &fixture("reviews-dev.jsonl"));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // A user's own text: no labels at all.
+    let texts = dir.path().join("texts.jsonl");
+    let lines: String = std::fs::read_to_string(fixture("reviews-dev.jsonl"))
+        .expect("fixture")
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("json");
+            serde_json::json!({"text": record["text"]}).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&texts, lines).expect("write");
+    let recalibrated = dir.path().join("tiny-mine");
+    let calibrate = |extra: &[&str]| {
+        let mut arguments = vec![
+            "calibrate",
+            path_text(&pack),
+            "--dev",
+            path_text(&texts),
+            "--unlabelled",
+            "--model",
+            path_text(&model_file),
+            "--cache-dir",
+            path_text(&cache),
+            "--threads",
+            "1",
+        ];
+        arguments.extend_from_slice(extra);
+        exitwise(&arguments, b"")
+    };
+    let output = calibrate(&["--out", path_text(&recalibrated), "--delta", "0.2"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("(without labels)"), "{stdout}");
+    assert!(
+        stdout.contains("bounded by its disagreement with `full`"),
+        "{stdout}"
+    );
+    let new = AdapterPack::load_dir(&recalibrated).expect("the new pack loads");
+    assert_eq!(new.manifest.name, "tiny-mine");
+    let calibration = new.manifest.calibration.as_ref().expect("calibrated");
+    assert_eq!(calibration.delta, Some(0.2));
+    assert_eq!(
+        calibration.loss,
+        Some(exitwise::exit::calibration::LossKind::Disagreement)
+    );
+    let data = calibration.data.as_ref().expect("the data's fingerprint");
+    assert!(!data.labelled);
+    assert_eq!(data.documents, 8);
+    assert_eq!(data.sha256.len(), 64);
+    assert!(
+        calibration
+            .operating_points
+            .iter()
+            .all(|point| point.dev_accuracy.is_none())
+    );
+    // The original is untouched, and nothing is replaced without --force.
+    let original = AdapterPack::load_dir(&pack).expect("the original loads");
+    assert_ne!(original.manifest.calibration, new.manifest.calibration);
+    for extra in [vec!["--out", path_text(&recalibrated)], vec![]] {
+        let output = calibrate(&extra);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}");
+        assert!(
+            text(&output.stderr).starts_with("error: refusing to replace the pack `"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    let output = calibrate(&["--out", path_text(&recalibrated), "--force"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}

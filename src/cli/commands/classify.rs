@@ -56,8 +56,13 @@ pub struct ClassifyArgs {
     #[arg(long, value_enum, default_value_t = PolicyArgument::TwoDimensional)]
     policy: PolicyArgument,
 
-    /// Accuracy budget: the calibrated setting that stays within this many points of the
-    /// `full` policy's dev accuracy (calibrated: 0, 0.5, 1, 2, 4)
+    /// Accuracy budget: the pack's setting calibrated to lose at most this many points of
+    /// accuracy against `full` (calibrated: 0, 0.5, 1, 2, 4)
+    ///
+    /// Packs calibrated by fixed-sequence testing (`exitwise calibrate`) promise that the budget
+    /// holds on new documents like their calibration data with probability 1 − δ (δ is in the
+    /// pack, 0.1 by default); a budget nothing could be certified for runs `full`'s setting,
+    /// with a warning. Older packs chose it by point estimates on dev, with no such promise.
     #[arg(long, default_value = "1", value_name = "POINTS")]
     budget: Budget,
 

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     policy: Option<PolicyArgument>,
 
     /// Accuracy budget of requests that name none [default: 1]
+    ///
+    /// As for `classify --budget`: with a pack calibrated by fixed-sequence testing, at most
+    /// this many points of accuracy lost against `full` on documents like the calibration
+    /// data, with probability 1 − δ; `/v1/info` says what the pack promises.
     #[arg(long, value_name = "POINTS")]
     budget: Option<Budget>,
 

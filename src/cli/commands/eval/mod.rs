@@ -6,6 +6,7 @@
 
 mod matrix;
 mod render;
+mod simulated;
 mod single;
 
 use std::path::PathBuf;
@@ -84,8 +85,14 @@ pub struct EvalArgs {
 
     /// Skip the oracle and the staircase simulation (they need the data's features at every
     /// cell: a full extraction pass the first time)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "simulated")]
     no_simulation: bool,
+
+    /// Time nothing: simulate every calibrated operating point of the pack on the data's
+    /// cached features and say, per policy and budget, whether the budget held (accuracy lost
+    /// against `full`), with the operation speed-ups
+    #[arg(long, conflicts_with_all = ["models", "plot", "runs"])]
+    simulated: bool,
 }
 
 /// Runs `exitwise eval`.
@@ -93,7 +100,9 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     if let Some(path) = &args.plot {
         crate::cli::plot::check_path(path)?;
     }
-    if args.models.is_empty() {
+    if args.simulated {
+        simulated::run(args, global)
+    } else if args.models.is_empty() {
         single::run(args, global)
     } else {
         matrix::run(args, global)
