@@ -12,7 +12,11 @@ use exitwise::pack::PackManifest;
 /// Options every subcommand understands.
 #[derive(Debug, clap::Args)]
 pub struct GlobalOptions {
-    /// CPU threads for llama.cpp [default: all cores]
+    /// CPU threads for llama.cpp [default: the CPUs this process may use]
+    ///
+    /// The default counts the CPUs of the affinity mask (`taskset`, systemd's
+    /// `CPUAffinity=`), capped by the control group's CPU quota (`CPUQuota=`, a container's
+    /// `--cpus`): more threads than CPUs only wait for each other.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 

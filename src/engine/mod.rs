@@ -11,11 +11,13 @@
 #![allow(unsafe_code)]
 
 mod backend;
+pub mod cpus;
 mod model;
 mod quantize;
 mod session;
 mod tap;
 
+pub use cpus::usable_cpus;
 pub use model::{Model, ModelFacts, ModelOptions, Token};
 pub use quantize::{QuantizationType, QuantizeOptions, quantize};
 pub use session::{FeedOutcome, Session, SessionOptions};

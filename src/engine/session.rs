@@ -136,7 +136,7 @@ impl<'model> Session<'model> {
         let threads = options
             .threads
             .filter(|&threads| threads > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            .unwrap_or_else(super::cpus::usable_cpus);
         let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
 
         let tap = options

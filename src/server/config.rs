@@ -33,6 +33,13 @@ pub struct ServeConfig {
     pub max_body_bytes: Option<usize>,
     /// Longest time from request to answer, in seconds.
     pub request_timeout_s: Option<f64>,
+    /// The API key `/v1/*` requests must bear (prefer `api_key_file`: a key in a
+    /// world-readable configuration is no secret).
+    pub api_key: Option<String>,
+    /// A file holding the API key, e.g. a systemd credential.
+    pub api_key_file: Option<PathBuf>,
+    /// Whether `/metrics` needs the key too.
+    pub metrics_need_key: Option<bool>,
 }
 
 /// Why the configuration cannot be used.

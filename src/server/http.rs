@@ -26,13 +26,18 @@ use crate::classifier::ResultRecord;
 use crate::exit::{Budget, PolicyKind};
 use crate::pack::AdapterPack;
 
+use super::auth::ApiKey;
 use super::metrics::Metrics;
 use super::request::{ClassifyBody, ClassifyRequest, Documents};
 use super::worker::{Job, SubmitError, Worker};
 
-/// Limits and defaults of the HTTP layer.
+/// Limits, defaults and access of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// The API key `/v1/*` requests must bear (`None`: open).
+    pub api_key: Option<ApiKey>,
+    /// Whether `/metrics` needs the key too.
+    pub metrics_need_key: bool,
     /// Largest request body in bytes (413 beyond).
     pub max_body_bytes: usize,
     /// Most texts in one request (413 beyond).
@@ -127,12 +132,22 @@ struct ExitSummary(String);
 /// The router with every route, limit and the request log.
 pub fn router(state: Arc<AppState>) -> Router {
     let limits = state.limits.clone();
-    Router::new()
+    let mut keyed = Router::new()
         .route("/v1/classify", post(classify))
-        .route("/v1/info", get(info))
+        .route("/v1/info", get(info));
+    let mut open = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .route("/readyz", get(readyz));
+    if limits.metrics_need_key {
+        keyed = keyed.route("/metrics", get(metrics_text));
+    } else {
+        open = open.route("/metrics", get(metrics_text));
+    }
+    let keyed = keyed.route_layer(middleware::from_fn_with_state(
+        Arc::clone(&state),
+        require_key,
+    ));
+    open.merge(keyed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // Inside the log, so that a timed-out request is counted and logged as 408.
         .layer(TimeoutLayer::with_status_code(
@@ -145,6 +160,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(state)
+}
+
+/// Refuses a request without the API key (when one is set) with 401 and the reason.
+async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.limits.api_key
+        && let Err(reason) = key.check(request.headers())
+    {
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, reason).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
 }
 
 /// Counts, times and logs every request (one line each).

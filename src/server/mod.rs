@@ -3,8 +3,10 @@
 //! requests reach it through a bounded queue (a full queue is an immediate 429); the HTTP layer
 //! ([`http`]) checks requests ([`request`]) and answers with the records `classify` writes.
 //! [`listener`] binds the address or adopts systemd's socket, [`config`] reads the TOML
-//! configuration, [`metrics`] counts for Prometheus and [`systemd`] speaks the notify protocol.
+//! configuration, [`auth`] checks the API key, [`metrics`] counts for Prometheus and
+//! [`systemd`] speaks the notify protocol.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod listener;

@@ -9,6 +9,26 @@ use crate::engine::{EngineError, Model, Token};
 /// Default most tokens read from one document (document-start token included).
 pub const DEFAULT_TOKEN_LIMIT: usize = 2048;
 
+/// Most bytes of a document looked at for a token limit: far more than the limit's tokens can
+/// use (64 bytes a token, at least 1 MiB), and a bound on the work and memory one document may
+/// cost however it arrives (a file, a line, a JSON record, an HTTP request).
+pub fn byte_limit(token_limit: usize) -> usize {
+    token_limit.saturating_mul(64).max(1 << 20)
+}
+
+/// The longest prefix of `text` within `limit` bytes that ends on a character boundary, and
+/// whether anything was cut.
+pub fn bounded_prefix(text: &str, limit: usize) -> (&str, bool) {
+    if text.len() <= limit {
+        return (text, false);
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
 /// One sentence, ready to feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentenceTokens {
@@ -63,7 +83,7 @@ pub enum DocumentError {
 }
 
 /// Splits `text` into sentences and tokenizes each one with `model`'s tokenizer, keeping at
-/// most `token_limit` tokens in all.
+/// most `token_limit` tokens in all. Only the first [`byte_limit`] bytes are looked at.
 ///
 /// Each sentence is tokenized together with the whitespace that separates it from the previous
 /// one, so the concatenated tokens stay close to tokenizing the whole text at once.
@@ -72,6 +92,7 @@ pub fn prepare_document(
     text: &str,
     token_limit: usize,
 ) -> Result<PreparedDocument, DocumentError> {
+    let (text, cut) = bounded_prefix(text, byte_limit(token_limit));
     let sentences = split_sentences(text);
     if sentences.is_empty() {
         return Err(DocumentError::Empty);
@@ -112,7 +133,23 @@ pub fn prepare_document(
     }
     Ok(PreparedDocument {
         sentences: prepared,
-        truncated,
+        truncated: truncated || cut,
         sentences_in_document: sentences.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_byte_bound_cuts_on_a_character_boundary() {
+        assert_eq!(byte_limit(2048), 1 << 20);
+        assert_eq!(byte_limit(100_000), 6_400_000);
+        assert_eq!(bounded_prefix("short", 10), ("short", false));
+        // "é" is two bytes: a bound in its middle keeps the text before it.
+        assert_eq!(bounded_prefix("aé", 2), ("a", true));
+        assert_eq!(bounded_prefix("aé", 3), ("aé", false));
+        assert_eq!(bounded_prefix("😍😍", 5), ("😍", true));
+    }
 }

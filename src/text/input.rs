@@ -82,9 +82,10 @@ fn walk(dir: &Path, recursive: bool, sources: &mut Vec<Source>) {
 }
 
 /// Reads one source in `mode`, handing each document to `handle` as soon as it is complete.
-/// A whole document is read up to `byte_limit` bytes and the rest is drained unread. Only
-/// `handle`'s errors end the reading; a source that cannot be read becomes a document whose
-/// text is the reason.
+/// A whole document or a line is read up to `byte_limit` bytes (cut on a character boundary)
+/// and the rest is drained unread; a JSON Lines record longer than four times that is refused,
+/// so memory stays bounded in every mode. Only `handle`'s errors end the reading; a source that
+/// cannot be read becomes a document whose text is the reason.
 pub fn read_source<E>(
     source: &Source,
     mode: ReadMode,
@@ -121,7 +122,10 @@ pub fn read_source<E>(
                 .and_then(|_| {
                     // Drain the rest so a writer on the other end of a pipe is not cut off; the
                     // token limit would not have read it anyway.
-                    let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                    let drained = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_or(0);
+                    if drained > 0 {
+                        trim_partial_character(&mut bytes);
+                    }
                     decode_text(bytes)
                 });
             handle(InputDocument { id: name, text })
@@ -132,7 +136,12 @@ pub fn read_source<E>(
             let mut number = 0usize;
             loop {
                 line.clear();
-                let read = match reader.read_until(b'\n', &mut line) {
+                let limit = match mode {
+                    // JSON escapes a text into more bytes than it has.
+                    ReadMode::JsonLines => byte_limit.saturating_mul(4),
+                    _ => byte_limit,
+                };
+                let (read, cut) = match read_line_bounded(&mut reader, &mut line, limit) {
                     Ok(read) => read,
                     Err(error) => {
                         return handle(InputDocument {
@@ -159,6 +168,16 @@ pub fn read_source<E>(
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
+                if cut && mode == ReadMode::JsonLines {
+                    handle(InputDocument {
+                        id: default_id,
+                        text: Err(format!("the record is longer than {limit} bytes")),
+                    })?;
+                    continue;
+                }
+                if cut {
+                    trim_partial_character(&mut line);
+                }
                 let item = match decode_text(line.clone()) {
                     Err(reason) => InputDocument {
                         id: default_id,
@@ -173,6 +192,53 @@ pub fn read_source<E>(
                 handle(item)?;
             }
         }
+    }
+}
+
+/// Reads one line (through its `\n`) into `line`, keeping at most `limit` bytes of it and
+/// draining the rest: the bytes consumed (0 at the end of the input) and whether the line was
+/// cut.
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<(usize, bool)> {
+    let (mut consumed, mut cut) = (0usize, false);
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok((consumed, cut));
+        }
+        let (chunk, ends) = match available.iter().position(|&byte| byte == b'\n') {
+            Some(end) => (&available[..=end], true),
+            None => (available, false),
+        };
+        let room = limit.saturating_sub(line.len());
+        if chunk.len() > room {
+            line.extend_from_slice(&chunk[..room]);
+            cut = true;
+        } else {
+            line.extend_from_slice(chunk);
+        }
+        let used = chunk.len();
+        reader.consume(used);
+        consumed += used;
+        if ends {
+            return Ok((consumed, cut));
+        }
+    }
+}
+
+/// Drops an incomplete UTF-8 character at the end of bytes that were cut at a byte limit.
+fn trim_partial_character(bytes: &mut Vec<u8>) {
+    if let Err(error) = std::str::from_utf8(bytes)
+        && error.error_len().is_none()
+    {
+        bytes.truncate(error.valid_up_to());
     }
 }
 
@@ -242,5 +308,55 @@ mod tests {
             item.text
                 .is_err_and(|reason| reason.starts_with("invalid JSON"))
         );
+    }
+
+    fn read_all(content: &[u8], mode: ReadMode, limit: usize) -> Vec<InputDocument> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("input");
+        std::fs::write(&path, content).expect("write");
+        let mut documents = Vec::new();
+        read_source::<()>(
+            &Source::File(path),
+            mode,
+            &FieldNames::default(),
+            limit,
+            &mut |document| {
+                documents.push(document);
+                Ok(())
+            },
+        )
+        .expect("read");
+        documents
+    }
+
+    #[test]
+    fn every_mode_reads_at_most_its_byte_limit() {
+        let lines = read_all(b"abcdefghijklmnop\nsecond\n\nthird", ReadMode::Lines, 10);
+        let texts: Vec<_> = lines.iter().map(|document| document.text.clone()).collect();
+        assert_eq!(
+            texts,
+            [
+                Ok("abcdefghij".to_string()),
+                Ok("second".to_string()),
+                Ok("third".to_string())
+            ]
+        );
+        assert!(lines[2].id.ends_with(":4"), "{}", lines[2].id);
+        // A cut never splits a character: "é" is two bytes.
+        let cut = read_all("aaaaaaaaaé\n".as_bytes(), ReadMode::Lines, 10);
+        assert_eq!(cut[0].text, Ok("aaaaaaaaa".to_string()));
+        let whole = read_all("aaaaaaaaaébc".as_bytes(), ReadMode::Whole, 10);
+        assert_eq!(whole[0].text, Ok("aaaaaaaaa".to_string()));
+        // A JSON record cannot be cut: too long is an error, the next record is still read.
+        let long = format!(
+            "{{\"text\": \"{}\"}}\n{{\"text\": \"ok\"}}\n",
+            "x".repeat(100)
+        );
+        let records = read_all(long.as_bytes(), ReadMode::JsonLines, 10);
+        assert_eq!(
+            records[0].text,
+            Err("the record is longer than 40 bytes".to_string())
+        );
+        assert_eq!(records[1].text, Ok("ok".to_string()));
     }
 }

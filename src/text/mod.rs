@@ -7,6 +7,7 @@ pub mod input;
 pub mod segment;
 
 pub use document::{
-    DEFAULT_TOKEN_LIMIT, DocumentError, PreparedDocument, SentenceTokens, prepare_document,
+    DEFAULT_TOKEN_LIMIT, DocumentError, PreparedDocument, SentenceTokens, byte_limit,
+    prepare_document,
 };
 pub use segment::{Sentence, split_sentences};

@@ -12,6 +12,7 @@ use tower::ServiceExt as _;
 
 use exitwise::exit::{Budget, PolicyKind};
 use exitwise::pack::AdapterPack;
+use exitwise::server::auth::ApiKey;
 use exitwise::server::metrics::Metrics;
 use exitwise::server::worker::{Worker, WorkerOptions};
 use exitwise::server::{AppState, Limits, router};
@@ -41,6 +42,8 @@ fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<A
     )
     .expect("worker starts");
     let limits = Limits {
+        api_key: None,
+        metrics_need_key: false,
         max_body_bytes,
         max_texts: 3,
         request_timeout: timeout,
@@ -67,6 +70,86 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// A server state with an API key whose model never loads (the key is checked before any
+/// handler runs).
+fn keyed_state(metrics_need_key: bool) -> Arc<AppState> {
+    let pack = Arc::new(
+        AdapterPack::embedded()
+            .expect("a compiled-in pack")
+            .expect("it loads"),
+    );
+    let metrics = Arc::new(Metrics::new(pack.manifest.model.layers));
+    let worker = Worker::start(
+        WorkerOptions {
+            model_path: "/nonexistent/model.gguf".into(),
+            model_options: exitwise::engine::ModelOptions::default(),
+            threads: Some(1),
+            token_limit: pack.manifest.token_limit,
+            queue_capacity: 1,
+        },
+        Arc::clone(&pack),
+        Arc::clone(&metrics),
+        Box::new(|outcome| assert!(outcome.is_err())),
+    )
+    .expect("worker starts");
+    let limits = Limits {
+        api_key: Some(ApiKey::new("k3y").expect("key")),
+        metrics_need_key,
+        max_body_bytes: 4096,
+        max_texts: 3,
+        request_timeout: Duration::from_secs(60),
+        queue_capacity: 1,
+        default_policy: PolicyKind::TwoDimensional,
+        default_budget: Budget::from_hundredths(100),
+    };
+    Arc::new(AppState::new(worker, pack, metrics, limits))
+}
+
+#[test]
+fn an_api_key_guards_v1_and_leaves_health_open() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let state = keyed_state(false);
+        for authorization in [None, Some("Bearer wrong"), Some("Basic azN5")] {
+            let (status, _, body) = send_with(&state, "GET", "/v1/info", "", authorization).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{authorization:?}");
+            assert!(json(&body)["error"].is_string(), "{body}");
+        }
+        let (status, _, body) =
+            send_with(&state, "POST", "/v1/classify", r#"{"text": "x"}"#, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, _, _) = send_with(&state, "GET", "/v1/info", "", Some("Bearer k3y")).await;
+        assert_eq!(status, StatusCode::OK);
+        // The model never loads here: a keyed classification gets as far as "not ready".
+        let (status, _, _) = send_with(
+            &state,
+            "POST",
+            "/v1/classify",
+            r#"{"text": "x"}"#,
+            Some("Bearer k3y"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        for open in ["/healthz", "/metrics"] {
+            let (status, _, _) = send_with(&state, "GET", open, "", None).await;
+            assert_ne!(status, StatusCode::UNAUTHORIZED, "{open}");
+        }
+        let (_, _, metrics) = send_with(&state, "GET", "/metrics", "", None).await;
+        assert!(
+            metrics.contains(r#"exitwise_requests_total{route="/v1/info",status="401"} 3"#),
+            "{metrics}"
+        );
+        let guarded = keyed_state(true);
+        let (status, _, _) = send_with(&guarded, "GET", "/metrics", "", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = send_with(&guarded, "GET", "/metrics", "", Some("Bearer k3y")).await;
+        assert_eq!(status, StatusCode::OK);
+    });
+}
+
 /// Sends one request through the router: (status, headers' Retry-After, body text).
 async fn send(
     state: &Arc<AppState>,
@@ -74,12 +157,25 @@ async fn send(
     path: &str,
     body: &str,
 ) -> (StatusCode, Option<String>, String) {
-    let request = Request::builder()
+    send_with(state, method, path, body, None).await
+}
+
+/// [`send`] with an `Authorization` header.
+async fn send_with(
+    state: &Arc<AppState>,
+    method: &str,
+    path: &str,
+    body: &str,
+    authorization: Option<&str>,
+) -> (StatusCode, Option<String>, String) {
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("request");
+        .header("content-type", "application/json");
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let request = request.body(Body::from(body.to_string())).expect("request");
     let response = router(Arc::clone(state))
         .oneshot(request)
         .await

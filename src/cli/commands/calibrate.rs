@@ -162,7 +162,7 @@ pub fn run(args: &CalibrateArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         labelled: !args.unlabelled,
         threads: global
             .threads()
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+            .unwrap_or_else(exitwise::engine::usable_cpus),
     };
     calibrate_pack(&mut pack, &grids, &dev, &DEFAULT_BUDGETS, &options)?;
     if out != args.pack {

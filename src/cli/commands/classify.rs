@@ -260,9 +260,9 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let started = Instant::now();
     let (mut classified, mut failed) = (0usize, 0usize);
     let (mut computed, mut full) = (0u64, 0u64);
-    // Whole documents are read up to this many bytes: far more than the token limit can use,
-    // and a bound on memory for endless streams.
-    let byte_limit = (token_limit * 64).max(1 << 20);
+    // Documents are read up to this many bytes, in every mode: far more than the token limit
+    // can use, and a bound on memory for endless streams and endless lines.
+    let byte_limit = exitwise::text::byte_limit(token_limit);
     for source in &sources {
         read_source(source, mode, &fields, byte_limit, &mut |item| {
             let document_started = Instant::now();

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 use exitwise::engine::ModelOptions;
 use exitwise::exit::{Budget, PolicyKind};
+use exitwise::server::auth::ApiKey;
 use exitwise::server::config::ServeConfig;
 use exitwise::server::worker::WorkerOptions;
 use exitwise::server::{Limits, ServeOptions};
@@ -32,7 +33,8 @@ pub struct ServeArgs {
 
     /// TOML file with the same keys as these flags (`listen`, `model`, `adapters`, `policy`,
     /// `budget`, `threads`, `gpu_layers`, `queue`, `max_texts`, `max_body_bytes`,
-    /// `request_timeout_s`); flags win, unknown keys are an error
+    /// `request_timeout_s`, `api_key`, `api_key_file`, `metrics_need_key`); flags win, unknown
+    /// keys are an error
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -69,6 +71,29 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
 
+    /// API key that `/v1/*` requests must bear as `Authorization: Bearer <key>` (401
+    /// otherwise); `/healthz` and `/readyz` stay open [default: none, the service is open]
+    ///
+    /// Also `EXITWISE_API_KEY`. A key on the command line shows in the process list: prefer
+    /// --api-key-file, e.g. a systemd credential (`LoadCredential=`).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "EXITWISE_API_KEY",
+        hide_env_values = true,
+        conflicts_with = "api_key_file"
+    )]
+    api_key: Option<String>,
+
+    /// File holding the API key (its surrounding whitespace is ignored), e.g.
+    /// `$CREDENTIALS_DIRECTORY/api-key` under systemd
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+
+    /// `/metrics` needs the API key too [default: open, for scrapers on the host]
+    #[arg(long)]
+    metrics_need_key: bool,
+
     /// Longest time from request to answer, in seconds; beyond, 408 [default: 60]
     #[arg(long, value_name = "SECONDS")]
     request_timeout_s: Option<f64>,
@@ -101,7 +126,24 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         timeout.is_finite() && timeout > 0.0,
         "the request timeout must be a positive number of seconds"
     );
+    let api_key = match (
+        &args.api_key,
+        &args.api_key_file,
+        &config.api_key,
+        &config.api_key_file,
+    ) {
+        (Some(key), _, _, _) => Some(ApiKey::new(key)?),
+        (None, Some(file), _, _) => Some(ApiKey::from_file(file)?),
+        (None, None, Some(_), Some(_)) => {
+            anyhow::bail!("the configuration sets both `api_key` and `api_key_file`: keep one")
+        }
+        (None, None, Some(key), None) => Some(ApiKey::new(key)?),
+        (None, None, None, Some(file)) => Some(ApiKey::from_file(file)?),
+        (None, None, None, None) => None,
+    };
     let limits = Limits {
+        metrics_need_key: args.metrics_need_key || config.metrics_need_key.unwrap_or(false),
+        api_key,
         max_body_bytes: args
             .max_body_bytes
             .or(config.max_body_bytes)

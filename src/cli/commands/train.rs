@@ -154,7 +154,7 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let dev_sets = load_prefix_sets(&mut dev_cache, &dev, &class_of, kinds, layers, width)?;
     let threads = global
         .threads()
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        .unwrap_or_else(exitwise::engine::usable_cpus);
     let bar = output::steps_bar((layers * train_sets.len()) as u64, "training heads");
     let mut candidates: Vec<TrainedHeads> = Vec::new();
     for (train_set, dev_set) in train_sets.iter().zip(&dev_sets) {
