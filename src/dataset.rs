@@ -140,16 +140,32 @@ impl Dataset {
             cause,
         };
         let bytes = std::fs::read(path).map_err(io_error)?;
-        let sha256 = hex_sha256(&bytes);
+        Self::from_bytes(
+            path,
+            &bytes,
+            DataFormat::from_path(path),
+            fields,
+            max_documents,
+        )
+    }
+
+    /// Parses the contents of a data file in `format`; `path` names it in errors.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        format: DataFormat,
+        fields: &FieldNames,
+        max_documents: Option<usize>,
+    ) -> Result<Self, DatasetError> {
         let limit = max_documents.unwrap_or(usize::MAX);
-        let documents = match DataFormat::from_path(path) {
-            DataFormat::JsonLines => read_json_lines(path, &bytes[..], fields, limit)?,
-            DataFormat::Csv => read_delimited(path, &bytes[..], b',', fields, limit)?,
-            DataFormat::Tsv => read_delimited(path, &bytes[..], b'\t', fields, limit)?,
+        let documents = match format {
+            DataFormat::JsonLines => read_json_lines(path, bytes, fields, limit)?,
+            DataFormat::Csv => read_delimited(path, bytes, b',', fields, limit)?,
+            DataFormat::Tsv => read_delimited(path, bytes, b'\t', fields, limit)?,
         };
         Ok(Dataset {
             path: path.to_path_buf(),
-            sha256,
+            sha256: hex_sha256(bytes),
             documents,
         })
     }

@@ -239,12 +239,35 @@ pub fn full_answers(
         .collect()
 }
 
-/// Accuracy, cost and losses of `config` over the set.
-pub fn measure(config: &PolicyConfig, set: &CalibrationSet<'_>, loss: LossKind) -> Measurement {
+/// Everything one simulation of a setting over a set tells: both losses at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tally {
+    accuracy: Option<f64>,
+    cost: f64,
+    accuracy_losses: usize,
+    disagreements: usize,
+    documents: usize,
+}
+
+impl Tally {
+    fn measurement(&self, loss: LossKind) -> Measurement {
+        Measurement {
+            accuracy: self.accuracy,
+            cost: self.cost,
+            losses: match loss {
+                LossKind::AccuracyLoss => self.accuracy_losses,
+                LossKind::Disagreement => self.disagreements,
+            },
+            documents: self.documents,
+        }
+    }
+}
+
+fn tally(config: &PolicyConfig, set: &CalibrationSet<'_>) -> Tally {
     let policy = config.policy(set.layers, set.models);
     let mut correct = 0usize;
     let mut labelled = 0usize;
-    let mut losses = 0usize;
+    let (mut accuracy_losses, mut disagreements) = (0usize, 0usize);
     let mut computed = 0u64;
     let mut full = 0u64;
     for (document, &full_answer) in set.documents.iter().zip(set.full_answers) {
@@ -254,30 +277,26 @@ pub fn measure(config: &PolicyConfig, set: &CalibrationSet<'_>, loss: LossKind) 
         if let Some(class) = document.class {
             labelled += 1;
             correct += usize::from(outcome.prediction == class);
+            accuracy_losses += usize::from(full_answer == class && outcome.prediction != class);
         }
-        let lost = match loss {
-            LossKind::AccuracyLoss => document
-                .class
-                .is_some_and(|class| full_answer == class && outcome.prediction != class),
-            LossKind::Disagreement => outcome.prediction != full_answer,
-        };
-        losses += usize::from(lost);
+        disagreements += usize::from(outcome.prediction != full_answer);
     }
-    Measurement {
+    Tally {
         accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
         cost: computed as f64 / full.max(1) as f64,
-        losses,
+        accuracy_losses,
+        disagreements,
         documents: set.documents.len(),
     }
 }
 
-/// Measures every setting, spreading them over `threads` threads; results in order.
-pub fn measure_all(
-    configs: &[PolicyConfig],
-    set: &CalibrationSet<'_>,
-    loss: LossKind,
-    threads: usize,
-) -> Vec<Measurement> {
+/// Accuracy, cost and losses of `config` over the set.
+pub fn measure(config: &PolicyConfig, set: &CalibrationSet<'_>, loss: LossKind) -> Measurement {
+    tally(config, set).measurement(loss)
+}
+
+/// Simulates every setting, spreading them over `threads` threads; results in order.
+fn tally_all(configs: &[PolicyConfig], set: &CalibrationSet<'_>, threads: usize) -> Vec<Tally> {
     let threads = threads.clamp(1, configs.len().max(1));
     let chunk = configs.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -286,7 +305,7 @@ pub fn measure_all(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|config| measure(config, set, loss))
+                        .map(|config| tally(config, set))
                         .collect::<Vec<_>>()
                 })
             })
@@ -296,6 +315,19 @@ pub fn measure_all(
             .flat_map(|handle| handle.join().unwrap_or_default())
             .collect()
     })
+}
+
+/// Measures every setting, spreading them over `threads` threads; results in order.
+pub fn measure_all(
+    configs: &[PolicyConfig],
+    set: &CalibrationSet<'_>,
+    loss: LossKind,
+    threads: usize,
+) -> Vec<Measurement> {
+    tally_all(configs, set, threads)
+        .iter()
+        .map(|tally| tally.measurement(loss))
+        .collect()
 }
 
 /// Thresholds tried for a rule.
@@ -480,14 +512,61 @@ pub fn exit_sequence(
 ) -> ExitSequence {
     let configs = candidate_configs(kind, set.layers, decision_layer, rules.rules());
     let measured = measure_all(&configs, set, loss, threads);
-    let mut order: Vec<usize> = (0..configs.len()).collect();
+    ExitSequence {
+        policy: kind,
+        loss,
+        rules,
+        configs: frontier(&configs, &measured, &|_| true),
+    }
+}
+
+/// Every sequence of `kind` — both losses, both rule sets — from one simulation of every
+/// setting on `set`.
+pub fn exit_sequences(
+    kind: PolicyKind,
+    set: &CalibrationSet<'_>,
+    decision_layer: usize,
+    threads: usize,
+) -> Vec<ExitSequence> {
+    let configs = candidate_configs(kind, set.layers, decision_layer, RuleSet::All.rules());
+    let tallies = tally_all(&configs, set, threads);
+    let mut sequences = Vec::new();
+    for rules in [RuleSet::All, RuleSet::Classic] {
+        for loss in LossKind::ALL {
+            let measured: Vec<Measurement> = tallies
+                .iter()
+                .map(|tally| tally.measurement(loss))
+                .collect();
+            sequences.push(ExitSequence {
+                policy: kind,
+                loss,
+                rules,
+                configs: frontier(&configs, &measured, &|config| {
+                    rules.rules().contains(&config.rule)
+                }),
+            });
+        }
+    }
+    sequences
+}
+
+/// The cost–loss frontier of the settings `keep` accepts, from the dearest (fewest losses) to
+/// the cheapest, thinned to [`SEQUENCE_LENGTH`].
+fn frontier(
+    configs: &[PolicyConfig],
+    measured: &[Measurement],
+    keep: &dyn Fn(&PolicyConfig) -> bool,
+) -> Vec<PolicyConfig> {
+    let mut order: Vec<usize> = (0..configs.len())
+        .filter(|&index| keep(&configs[index]))
+        .collect();
     order.sort_by(|&left, &right| {
         measured[left]
             .losses
             .cmp(&measured[right].losses)
             .then(measured[left].cost.total_cmp(&measured[right].cost))
     });
-    // The frontier: by rising loss, each setting cheaper than every one before it.
+    // By rising loss, each setting cheaper than every one before it.
     let mut frontier = Vec::new();
     let mut cheapest = f64::INFINITY;
     for index in order {
@@ -496,12 +575,7 @@ pub fn exit_sequence(
             frontier.push(configs[index]);
         }
     }
-    ExitSequence {
-        policy: kind,
-        loss,
-        rules,
-        configs: thin(frontier, SEQUENCE_LENGTH),
-    }
+    thin(frontier, SEQUENCE_LENGTH)
 }
 
 /// At most `most` items, evenly spread, the first and the last kept.
@@ -880,6 +954,19 @@ mod tests {
         assert!((measured[0].cost - 106.0 / 600.0).abs() < 1e-12);
         assert_eq!(measured[1].losses, 3);
         assert!((measured[1].cost - 1.0 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_simulation_draws_every_sequence_alike() {
+        let documents = mixed(3);
+        let answers = full_answers(&documents, 6, 5);
+        let set = set(&documents, &answers);
+        let sequences = exit_sequences(PolicyKind::Layer, &set, 5, 2);
+        assert_eq!(sequences.len(), 4);
+        for sequence in &sequences {
+            let alone = exit_sequence(PolicyKind::Layer, &set, 5, sequence.loss, sequence.rules, 1);
+            assert_eq!(&alone, sequence);
+        }
     }
 
     #[test]

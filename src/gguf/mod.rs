@@ -361,6 +361,12 @@ pub fn read_gguf_info(path: &Path) -> Result<GgufInfo, GgufError> {
     parse(BufReader::new(file), file_size)
 }
 
+/// Parses and validates a GGUF header held in memory (the whole file, or its start with the
+/// file's true size in `file_size`).
+pub fn parse_gguf_bytes(bytes: &[u8], file_size: u64) -> Result<GgufInfo, GgufError> {
+    parse(std::io::Cursor::new(bytes), file_size)
+}
+
 impl GgufInfo {
     /// `general.architecture`, e.g. `llama` or `gemma3`.
     pub fn architecture(&self) -> Option<&str> {

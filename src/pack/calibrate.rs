@@ -9,7 +9,7 @@ use crate::dataset::Dataset;
 use crate::engine::Model;
 use crate::exit::calibration::{
     CalibrationMethod, CalibrationSet, GridDocument, LossKind, RuleSet, calibrate_fixed_sequence,
-    calibrate_point_estimates, exit_sequence, full_answers,
+    calibrate_point_estimates, exit_sequences, full_answers,
 };
 use crate::exit::learned::{TrainingDocument, fit_exit_models};
 use crate::exit::{Budget, DocumentGrid, ExitModels, PolicyKind};
@@ -184,24 +184,8 @@ pub fn learn_exit_decisions(
         PolicyKind::Sentence,
         PolicyKind::TwoDimensional,
     ] {
-        for rules in [RuleSet::All, RuleSet::Classic] {
-            for loss in LossKind::ALL {
-                progress(&format!(
-                    "drawing the exit sequence of `{}` ({} rules, {})",
-                    kind.name(),
-                    rules.name(),
-                    loss.name()
-                ));
-                sequences.push(exit_sequence(
-                    kind,
-                    &set,
-                    decision_layer,
-                    loss,
-                    rules,
-                    threads,
-                ));
-            }
-        }
+        progress(&format!("drawing the exit sequences of `{}`", kind.name()));
+        sequences.extend(exit_sequences(kind, &set, decision_layer, threads));
     }
     pack.manifest.exit_sequences = sequences;
 }
