@@ -34,7 +34,7 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
     text.push_str("(layers numbered from 1; decide: the layer that answers, or the first that may exit; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document; cost: share of full-depth, whole-document token×layer operations; loss: share of documents lost, and its upper bound)\n");
     let _ = writeln!(
         text,
-        "{:<9} {:>6} {:<19} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "{:<9} {:>6} {:<22} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8}",
         "policy",
         "budget",
         "rule",
@@ -54,7 +54,7 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
         let (rule, threshold, patience) = match config.kind {
             PolicyKind::Full => (
                 if point.is_fallback() {
-                    "(none certified: full)".to_string()
+                    "none certified: full".to_string()
                 } else {
                     dash()
                 },
@@ -87,7 +87,7 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
         let share = |value: Option<f64>| value.map_or_else(dash, |value| format!("{value:.4}"));
         let _ = writeln!(
             text,
-            "{:<9} {:>6.1} {:<19} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8.3} {:>8} {:>8}",
+            "{:<9} {:>6.1} {:<22} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8.3} {:>8} {:>8}",
             point.policy().name(),
             point.budget.points(),
             rule,
@@ -137,7 +137,7 @@ pub fn render_layer_table(reports: &[LayerReport], best_layer: usize, set: &str)
     }
     let _ = writeln!(
         text,
-        "* best layer on whole dev documents (the pack's choice)"
+        "* the pack's best layer, whose head `full` answers with (chosen on whole training documents, cross-fitted; on dev in format 1 packs)"
     );
     text
 }

@@ -155,6 +155,7 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let threads = global
         .threads()
         .unwrap_or_else(exitwise::engine::usable_cpus);
+    let started = std::time::Instant::now();
     let bar = output::steps_bar((layers * train_sets.len()) as u64, "training heads");
     let mut candidates: Vec<TrainedHeads> = Vec::new();
     for (train_set, dev_set) in train_sets.iter().zip(&dev_sets) {
@@ -168,6 +169,12 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         ));
     }
     bar.finish_and_clear();
+    eprintln!(
+        "heads of {} feature kinds trained by {}-fold cross-fitting in {:.0} s",
+        candidates.len(),
+        exitwise::heads::training::FOLDS,
+        started.elapsed().as_secs_f64()
+    );
 
     let name = out.file_name().map_or_else(
         || "pack".to_string(),
@@ -195,6 +202,7 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         .iter()
         .find(|set| set.kind == chosen.kind)
         .context("the chosen feature kind has no training rows")?;
+    let started = std::time::Instant::now();
     let spinner = output::spinner("exit decisions");
     let training_grids = out_of_fold_grids(
         &chosen,
@@ -204,6 +212,11 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     learn_exit_decisions(&mut pack, &training_grids, threads, &|step| {
         spinner.set_message(step.to_string());
     });
+    eprintln!(
+        "exit models and sequences learned on {} training documents in {:.0} s",
+        training_grids.len(),
+        started.elapsed().as_secs_f64()
+    );
     spinner.set_message("calibrating on dev");
     let dev_grids = labelled_grids(&pack, &model, &mut dev_cache, &dev)?;
     calibrate_pack(
@@ -248,7 +261,7 @@ fn render_report(pack: &AdapterPack) -> String {
     );
     let _ = writeln!(
         text,
-        "feature kind: {} (mean dev accuracy over layers and prefixes: {})",
+        "feature kind: {} (mean cross-fitted accuracy over layers and prefixes of the training documents: {})",
         manifest.feature_kind.name(),
         comparison.join(", ")
     );
