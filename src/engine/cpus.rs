@@ -152,6 +152,128 @@ fn quota_v1(quota: &str, period: &str) -> Option<f64> {
     (quota > 0.0 && period > 0.0).then(|| quota / period)
 }
 
+/// A moment's CPU counters: the whole system's (`/proc/stat`, in clock ticks summed over its
+/// CPUs) and this process's own (`/proc/self/stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSample {
+    /// Ticks of every CPU, busy or idle.
+    pub total: u64,
+    /// Idle (and I/O-wait) ticks of every CPU.
+    pub idle: u64,
+    /// Ticks this process ran (user and system, every thread).
+    pub own: u64,
+    /// CPUs the system counts.
+    pub cpus: usize,
+}
+
+impl CpuSample {
+    /// The counters now (`None` where `/proc` cannot tell).
+    pub fn now() -> Option<Self> {
+        let system = std::fs::read_to_string("/proc/stat").ok()?;
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        CpuSample::parse(&system, &own)
+    }
+
+    /// The counters from the texts of `/proc/stat` and `/proc/self/stat`.
+    pub fn parse(system: &str, own: &str) -> Option<Self> {
+        let mut lines = system.lines();
+        let aggregate: Vec<u64> = lines
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|field| field.parse().ok())
+            .collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let total = aggregate.iter().take(8).sum();
+        let idle = aggregate.get(3)? + aggregate.get(4).copied().unwrap_or(0);
+        let cpus = lines
+            .filter(|line| {
+                line.strip_prefix("cpu")
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .count()
+            .max(1);
+        // The command name may hold spaces and parentheses: the fields follow the last `)`.
+        let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+        // After the name: state is field 3 of the file, utime 14, stime 15.
+        let (utime, stime): (u64, u64) =
+            (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+        Some(CpuSample {
+            total,
+            idle,
+            own: utime + stime,
+            cpus,
+        })
+    }
+
+    /// CPUs other processes kept busy between `earlier` and this sample.
+    pub fn others_busy_since(&self, earlier: &CpuSample) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        let busy = total.saturating_sub(self.idle.saturating_sub(earlier.idle));
+        let own = self.own.saturating_sub(earlier.own);
+        busy.saturating_sub(own) as f64 / total as f64 * self.cpus as f64
+    }
+}
+
+/// Chooses a session's thread count from what other processes leave free: every so often it
+/// compares the system's busy time with this process's own, and answers the CPUs the others
+/// did not use, between 1 and the CPUs this process may use. llama.cpp's threads spin at every
+/// barrier of a graph; a thread whose partner has no CPU spins away its time slice, so fewer
+/// threads than free CPUs is far better than more.
+#[derive(Debug, Clone)]
+pub struct ThreadGovernor {
+    most: usize,
+    last: Option<(std::time::Instant, CpuSample)>,
+    current: usize,
+}
+
+impl ThreadGovernor {
+    /// Samples at most this often: `/proc/stat` counts in 10 ms ticks.
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+    /// A governor for at most `most` threads, starting with all of them.
+    pub fn new(most: usize) -> Self {
+        let most = most.max(1);
+        ThreadGovernor {
+            most,
+            last: CpuSample::now().map(|sample| (std::time::Instant::now(), sample)),
+            current: most,
+        }
+    }
+
+    /// The thread count to use now; changes only once [`Self::INTERVAL`] has passed since the
+    /// last sample.
+    pub fn threads(&mut self) -> usize {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(at, _)| now.duration_since(*at) < Self::INTERVAL)
+        {
+            return self.current;
+        }
+        if let Some(sample) = CpuSample::now() {
+            if let Some((_, earlier)) = &self.last {
+                self.current =
+                    threads_for(self.most, sample.cpus, sample.others_busy_since(earlier));
+            }
+            self.last = Some((now, sample));
+        }
+        self.current
+    }
+}
+
+/// Threads to run when other processes keep `others_busy` of the system's `cpus` CPUs busy,
+/// between 1 and `most`.
+pub fn threads_for(most: usize, cpus: usize, others_busy: f64) -> usize {
+    let free = (cpus as f64 - others_busy).max(0.0);
+    // A CPU counts as free when at least three quarters of it is.
+    ((free + 0.25).floor() as usize).clamp(1, most.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -230,6 +352,43 @@ mod tests {
             available: 8,
         };
         assert_eq!(limits.usable(), 2);
+    }
+
+    #[test]
+    fn cpu_counters_are_read_from_proc_files() {
+        let system = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\ncpu1 50 0 25 400 25 0 0 0 0 0\nintr 1\n";
+        let own =
+            "4242 (exit wise) R 1 4242 4242 0 -1 4194304 100 0 0 0 30 10 0 0 20 0 3 0 100 1000 100";
+        let sample = CpuSample::parse(system, own).expect("parsed");
+        assert_eq!(
+            sample,
+            CpuSample {
+                total: 1000,
+                idle: 850,
+                own: 40,
+                cpus: 2
+            }
+        );
+        // 200 more ticks on two CPUs (one second each... of ticks): 150 busy, 50 of them ours,
+        // so the others kept 100 of 200 ticks busy: one CPU.
+        let later = CpuSample {
+            total: 1200,
+            idle: 900,
+            own: 90,
+            cpus: 2,
+        };
+        assert!((later.others_busy_since(&sample) - 1.0).abs() < 1e-12);
+        assert_eq!(CpuSample::parse("intr 1\n", own), None);
+    }
+
+    #[test]
+    fn threads_follow_what_others_leave_free() {
+        assert_eq!(threads_for(2, 2, 0.0), 2);
+        assert_eq!(threads_for(2, 2, 0.2), 2);
+        assert_eq!(threads_for(2, 2, 1.0), 1);
+        assert_eq!(threads_for(2, 2, 2.0), 1, "never fewer than one");
+        assert_eq!(threads_for(8, 16, 3.0), 8, "never more than allowed");
+        assert_eq!(threads_for(4, 4, 1.6), 2);
     }
 
     #[test]

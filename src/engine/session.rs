@@ -15,18 +15,31 @@ pub struct SessionOptions {
     /// Most tokens one document may hold (BOS included); the KV cache and the largest batch are
     /// sized for it.
     pub context_tokens: usize,
-    /// CPU threads for decoding; `None`: all available cores.
+    /// CPU threads for decoding; `None`: as many as other processes leave free, between one
+    /// and the CPUs this process may use, chosen again at every [`Session::reset`] (see
+    /// [`super::cpus::ThreadGovernor`]).
     pub threads: Option<usize>,
+    /// ggml's polling level: how long idle pool threads spin for new work before they sleep
+    /// (0: sleep at once, 100: spin long); `None`: `$EXITWISE_POLL`, else [`DEFAULT_POLL`].
+    pub poll: Option<u32>,
     /// Register the layer tap. Without it the session decodes like plain llama.cpp and only
     /// [`Session::feed_untapped`] is available; the benchmark uses it as the baseline.
     pub tap: bool,
 }
+
+/// The polling level of the session's thread pool unless told otherwise (ggml's own default is
+/// 50).
+pub const DEFAULT_POLL: u32 = 50;
+
+/// Environment variable that sets the polling level (0–100) of every session.
+pub const POLL_VARIABLE: &str = "EXITWISE_POLL";
 
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
             context_tokens: 2048,
             threads: None,
+            poll: None,
             tap: true,
         }
     }
@@ -122,6 +135,8 @@ pub struct Session<'model> {
     complete_layers: usize,
     capacity: usize,
     threads: usize,
+    /// Chooses the thread count when the options did not fix it.
+    governor: Option<super::cpus::ThreadGovernor>,
 }
 
 impl<'model> Session<'model> {
@@ -133,10 +148,8 @@ impl<'model> Session<'model> {
             EngineError::InvalidBatch(format!("context of {capacity} tokens is too large"))
         })?;
         let capacity_c = capacity_batch.unsigned_abs();
-        let threads = options
-            .threads
-            .filter(|&threads| threads > 0)
-            .unwrap_or_else(super::cpus::usable_cpus);
+        let fixed_threads = options.threads.filter(|&threads| threads > 0);
+        let threads = fixed_threads.unwrap_or_else(super::cpus::usable_cpus);
         let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
 
         let tap = options
@@ -173,6 +186,11 @@ impl<'model> Session<'model> {
 
         // SAFETY: plain constructor; returns a struct by value.
         let mut pool_params = unsafe { sys::ggml_threadpool_params_default(threads_c) };
+        pool_params.poll = options
+            .poll
+            .or_else(|| std::env::var(POLL_VARIABLE).ok()?.parse().ok())
+            .unwrap_or(DEFAULT_POLL)
+            .min(100);
         // SAFETY: `pool_params` is a valid, initialised parameter struct for the call.
         let pool = unsafe { sys::ggml_threadpool_new(&raw mut pool_params) };
         let thread_pool = NonNull::new(pool).map(ThreadPoolHandle).ok_or_else(|| {
@@ -198,6 +216,9 @@ impl<'model> Session<'model> {
         Ok(Session {
             context,
             _thread_pool: thread_pool,
+            governor: fixed_threads
+                .is_none()
+                .then(|| super::cpus::ThreadGovernor::new(threads)),
             tap,
             batch,
             model,
@@ -239,6 +260,16 @@ impl<'model> Session<'model> {
 
     /// Starts a new document: forgets every token in the KV cache.
     pub fn reset(&mut self) {
+        if let Some(governor) = &mut self.governor {
+            let threads = governor.threads();
+            if threads != self.threads {
+                let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
+                // SAFETY: the context is valid; the count is at least 1 and at most the
+                // pool's size (the governor never exceeds the count the pool was made with).
+                unsafe { sys::llama_set_n_threads(self.context.0.as_ptr(), threads_c, threads_c) };
+                self.threads = threads;
+            }
+        }
         // SAFETY: the context is valid; its memory handle is owned by the context and only used
         // for this call. Clearing metadata only (`data == false`) is enough: freed cells are
         // masked out of attention, so stale values are never read.

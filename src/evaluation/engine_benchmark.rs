@@ -135,6 +135,7 @@ pub fn run_engine_benchmark(
     let options = SessionOptions {
         context_tokens: tokens,
         threads,
+        poll: None,
         tap: true,
     };
     let mut tapped =
@@ -142,6 +143,7 @@ pub fn run_engine_benchmark(
     let mut plain = Session::new(
         model,
         &SessionOptions {
+            poll: None,
             tap: false,
             ..options
         },

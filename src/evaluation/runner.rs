@@ -192,6 +192,7 @@ pub fn warmed_classifier<'model, 'pack>(
         &SessionOptions {
             context_tokens: pack.manifest.token_limit,
             threads,
+            poll: None,
             tap: true,
         },
     )

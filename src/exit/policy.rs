@@ -16,7 +16,9 @@
 //!   to a depth cap; exit at the first confident cell. No pass is computed deeper than the cap,
 //!   so the KV cache always holds every layer the next pass needs.
 //!
-//! When no cell is confident the answer is the deepest computed cell of the last sentence.
+//! When no cell is confident, `layer` answers like `full` (the decision layer on the whole
+//! document, which it has computed), `sentence` with the decision layer on the last sentence,
+//! and `2d` with the deepest computed cell of the last sentence.
 //!
 //! Each policy is a type behind the [`ExitPolicy`] trait; [`PolicyConfig`] is the stored setting
 //! (what packs keep per operating point) and [`PolicyConfig::policy`] makes the policy from it.
@@ -318,8 +320,9 @@ impl ExitPolicy for LayerPolicy {
     fn consults(&self, _layer: usize) -> bool {
         true
     }
+    /// Every layer is computed when nothing exits: answer as `full` does.
     fn fallback_layer(&self) -> usize {
-        self.0.last_layer
+        self.0.decision_layer()
     }
 }
 
@@ -573,11 +576,12 @@ mod tests {
             &document,
         );
         assert!(!never.exited);
+        // Nothing confident: every layer was computed, the decision layer answers as in `full`.
         assert_eq!(
             never.answer,
             Cell {
                 sentence: 2,
-                layer: 3
+                layer: 2
             }
         );
         assert_eq!(never.token_layers, 240);

@@ -135,6 +135,7 @@ impl FeatureSource<'_> {
             &SessionOptions {
                 context_tokens: self.token_limit,
                 threads: self.threads,
+                poll: None,
                 tap: true,
             },
         )

@@ -197,6 +197,7 @@ fn run(
         &SessionOptions {
             context_tokens: options.token_limit,
             threads: options.threads,
+            poll: None,
             tap: true,
         },
     ) {

@@ -19,6 +19,7 @@ fn options() -> SessionOptions {
     SessionOptions {
         context_tokens: 512,
         threads: Some(1),
+        poll: None,
         tap: true,
     }
 }

@@ -27,6 +27,7 @@ fn session(model: &Model, context_tokens: usize) -> Session<'_> {
         &SessionOptions {
             context_tokens,
             threads: Some(1),
+            poll: None,
             tap: true,
         },
     )
@@ -306,6 +307,7 @@ fn an_untapped_session_decodes_but_refuses_to_tap() {
     let options = SessionOptions {
         context_tokens: 256,
         threads: Some(1),
+        poll: None,
         tap: false,
     };
     let mut plain = Session::new(model, &options).expect("plain session");

@@ -48,6 +48,7 @@ fn classify_with_best_layer(model: &Model, pack: &AdapterPack, text: &str) -> Ve
         &SessionOptions {
             context_tokens: 512,
             threads: Some(1),
+            poll: None,
             tap: true,
         },
     )

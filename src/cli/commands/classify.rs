@@ -219,6 +219,7 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         &SessionOptions {
             context_tokens: token_limit,
             threads: global.threads(),
+            poll: None,
             tap: true,
         },
     )
