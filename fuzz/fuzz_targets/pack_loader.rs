@@ -1,15 +1,17 @@
 //! The adapter-pack loader on arbitrary `adapter.toml` and `heads.safetensors` contents: a
 //! pack or an error naming the problem, never a panic. The input is
-//! `[manifest length: u16 little-endian][manifest][weights]`.
+//! `[manifest length: u32 little-endian][manifest][weights]`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    let Some((length, rest)) = bytes.split_first_chunk::<2>() else {
+    let Some((length, rest)) = bytes.split_first_chunk::<4>() else {
         return;
     };
-    let length = usize::from(u16::from_le_bytes(*length)).min(rest.len());
+    let length = usize::try_from(u32::from_le_bytes(*length))
+        .unwrap_or(usize::MAX)
+        .min(rest.len());
     let (manifest, weights) = rest.split_at(length);
     let manifest = String::from_utf8_lossy(manifest);
     if let Ok(pack) = exitwise::pack::AdapterPack::from_parts(&manifest, weights, "fuzz") {

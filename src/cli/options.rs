@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use exitwise::catalog::default_models_dir;
 use exitwise::dataset::FieldNames;
 use exitwise::engine::ModelOptions;
 use exitwise::exit::PolicyKind;
+use exitwise::locations::{Environment, Kind, Location, search_path, write_location};
 use exitwise::pack::PackManifest;
 
 /// Options every subcommand understands.
@@ -27,14 +27,10 @@ pub struct GlobalOptions {
     #[arg(long, global = true, value_name = "N")]
     gpu_layers: Option<u32>,
 
-    /// Folder of fetched models
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        env = "EXITWISE_MODELS_DIR",
-        hide_env = true
-    )]
+    /// Folder of models, the only one searched (without it: `EXITWISE_MODELS_DIR`, the user
+    /// data folder, `/var/lib/exitwise/models`, `/usr/share/exitwise/models`, and in a
+    /// development build the source tree's `models/`; `exitwise models list` shows them)
+    #[arg(long, global = true, value_name = "DIR")]
     models_dir: Option<PathBuf>,
 
     /// More log output on stderr (-v: info, -vv: debug, -vvv: llama.cpp's own log)
@@ -43,9 +39,20 @@ pub struct GlobalOptions {
 }
 
 impl GlobalOptions {
-    /// The models folder in effect.
-    pub fn models_dir(&self) -> PathBuf {
-        self.models_dir.clone().unwrap_or_else(default_models_dir)
+    /// The folders searched for models, in order.
+    pub fn model_locations(&self) -> Vec<Location> {
+        search_path(
+            Kind::Models,
+            &Environment::current(Kind::Models, self.models_dir.as_deref()),
+        )
+    }
+
+    /// Where new models go (`models fetch`, `models import`).
+    pub fn model_write_location(&self) -> Option<Location> {
+        write_location(
+            Kind::Models,
+            &Environment::current(Kind::Models, self.models_dir.as_deref()),
+        )
     }
 
     /// llama.cpp model-loading options from the global flags.

@@ -7,18 +7,18 @@ use anyhow::Context as _;
 
 use exitwise::catalog::{Catalog, FileState, sha256_file};
 use exitwise::engine::Model;
+use exitwise::locations::{Environment, Kind, Location, search_path};
 use exitwise::pack::{AdapterPack, EMBEDDED_PACK, MANIFEST_FILE};
 
 use super::GlobalOptions;
 
-/// Resolves `--model`: a path to a GGUF file, or the name of a catalog model in the models
-/// folder; without it, the catalog's default model.
+/// Resolves `--model`: a path to a GGUF file, or the name of a catalog model found in the
+/// models search path; without it, the catalog's default model.
 pub fn resolve_model_path(
     model: Option<&PathBuf>,
     global: &GlobalOptions,
 ) -> anyhow::Result<PathBuf> {
     let catalog = Catalog::embedded()?;
-    let dir = global.models_dir();
     let entry = match model {
         Some(path) => {
             let as_name = path.to_str().and_then(|name| catalog.get(name).ok());
@@ -29,22 +29,35 @@ pub fn resolve_model_path(
         }
         None => catalog.default_model(),
     };
-    let path = entry.path_in(&dir);
-    match entry.file_state(&dir) {
-        FileState::Present => Ok(path),
-        FileState::Missing => anyhow::bail!(
-            "the model `{}` is not in `{}`: fetch it with `exitwise models fetch {}` (or `make run` in the source tree), or pass `--model PATH`",
-            entry.name,
-            dir.display(),
-            entry.name
-        ),
-        FileState::WrongSize(size) => anyhow::bail!(
+    let locations = global.model_locations();
+    let mut damaged = None;
+    for location in &locations {
+        match entry.file_state(&location.dir) {
+            FileState::Present => return Ok(entry.path_in(&location.dir)),
+            FileState::WrongSize(size) => {
+                damaged.get_or_insert((entry.path_in(&location.dir), size));
+            }
+            FileState::Missing => {}
+        }
+    }
+    if let Some((path, size)) = damaged {
+        anyhow::bail!(
             "the model file `{}` has {size} bytes instead of {}: fetch it again with `exitwise models fetch {}`",
             path.display(),
             entry.bytes,
             entry.name
-        ),
+        );
     }
+    let searched: Vec<String> = locations
+        .iter()
+        .map(|location| format!("`{}`", location.dir.display()))
+        .collect();
+    anyhow::bail!(
+        "the model `{}` is not in {}: fetch it with `exitwise models fetch {}`, import a copy with `exitwise models import FILE`, or pass `--model PATH`",
+        entry.name,
+        searched.join(", "),
+        entry.name
+    )
 }
 
 /// SHA-256 of a loaded model's file (pack fingerprints and feature-cache keys).
@@ -60,16 +73,13 @@ pub fn load_model(model: Option<&PathBuf>, global: &GlobalOptions) -> anyhow::Re
         .with_context(|| format!("cannot load the model `{}`", path.display()))
 }
 
-/// Folder of adapter packs: `$EXITWISE_ADAPTERS_DIR`, else the source tree's `adapters/`.
-pub fn adapters_dir() -> PathBuf {
-    match std::env::var_os("EXITWISE_ADAPTERS_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters"),
-    }
+/// The folders searched for named adapter packs, in order.
+pub fn adapter_locations() -> Vec<Location> {
+    search_path(Kind::Adapters, &Environment::current(Kind::Adapters, None))
 }
 
-/// Resolves `--adapters`: a pack folder, or the name of a pack in the adapters folder (or the
-/// pack compiled into the binary); without it, the compiled-in default pack.
+/// Resolves `--adapters`: a pack folder, or the name of a pack in the adapters search path (or
+/// the pack compiled into the binary); without it, the compiled-in default pack.
 pub fn load_pack(adapters: Option<&PathBuf>) -> anyhow::Result<AdapterPack> {
     let embedded = || {
         AdapterPack::embedded().map(|pack| pack.context("cannot load the compiled-in default pack"))
@@ -86,28 +96,42 @@ pub fn load_pack(adapters: Option<&PathBuf>) -> anyhow::Result<AdapterPack> {
             .with_context(|| format!("cannot load the adapter pack `{}`", given.display()));
     }
     let name = given.to_string_lossy();
-    let in_folder = adapters_dir().join(given);
-    if given.components().count() == 1 && in_folder.is_dir() {
-        return AdapterPack::load_dir(&in_folder)
-            .with_context(|| format!("cannot load the adapter pack `{}`", in_folder.display()));
+    let locations = adapter_locations();
+    if given.components().count() == 1 {
+        for location in &locations {
+            let folder = location.dir.join(given);
+            if folder.join(MANIFEST_FILE).is_file() {
+                return AdapterPack::load_dir(&folder).with_context(|| {
+                    format!("cannot load the adapter pack `{}`", folder.display())
+                });
+            }
+        }
     }
     if EMBEDDED_PACK.is_some_and(|pack| pack.name == name)
         && let Some(pack) = embedded()
     {
         return pack;
     }
-    let known: Vec<String> = std::fs::read_dir(adapters_dir())
-        .map(|entries| {
+    let mut known: Vec<String> = locations
+        .iter()
+        .filter_map(|location| std::fs::read_dir(&location.dir).ok())
+        .flat_map(|entries| {
             entries
                 .filter_map(Result::ok)
                 .filter(|entry| entry.path().join(MANIFEST_FILE).is_file())
                 .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .collect()
         })
-        .unwrap_or_default();
+        .chain(EMBEDDED_PACK.map(|pack| pack.name.to_string()))
+        .collect();
+    known.sort();
+    known.dedup();
+    let searched: Vec<String> = locations
+        .iter()
+        .map(|location| format!("`{}`", location.dir.display()))
+        .collect();
     anyhow::bail!(
-        "no adapter pack `{name}`: it is neither a folder nor a pack in `{}` (packs there: {})",
-        adapters_dir().display(),
+        "no adapter pack `{name}`: it is neither a folder nor a pack in {} (packs: {})",
+        searched.join(", "),
         if known.is_empty() {
             "none".to_string()
         } else {

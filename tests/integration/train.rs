@@ -208,16 +208,23 @@ fn an_unknown_pack_name_lists_the_packs_there_are() {
             path_text(&fixture("reviews-dev.jsonl")),
         ])
         .env("EXITWISE_ADAPTERS_DIR", dir.path())
+        .env("HOME", dir.path())
+        .env_remove("XDG_DATA_HOME")
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
-    assert_eq!(
-        text(&output.stderr),
-        format!(
-            "error: no adapter pack `no-such-pack`: it is neither a folder nor a pack in `{}` (packs there: none)\n",
-            dir.path().display()
-        )
+    let stderr = text(&output.stderr);
+    // The folders searched, in order, then every pack there is (the compiled-in one included).
+    assert!(
+        stderr.starts_with(&format!(
+            "error: no adapter pack `no-such-pack`: it is neither a folder nor a pack in `{}`, `{}`, `/var/lib/exitwise/adapters`, `/usr/share/exitwise/adapters`",
+            dir.path().display(),
+            dir.path().join(".local/share/exitwise/adapters").display()
+        )),
+        "{stderr}"
     );
+    assert!(stderr.contains("gemma3-270m-imdb"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]
