@@ -1,6 +1,6 @@
 //! The classifier heads: one per layer, each a standardisation, a multinomial logistic
 //! regression and a temperature ([`logistic`]), trained on cached sentence-prefix features with
-//! the penalty and temperature chosen on dev data ([`training`]).
+//! the penalty and temperature chosen by cross-fitting on the training data ([`training`]).
 
 pub mod logistic;
 pub mod training;

@@ -188,7 +188,7 @@ fn training_on_a_tiny_set_makes_a_pack_that_loads_and_predicts() {
     let best = pack.manifest.best_layer;
     // Layers are numbered from 1 for users: index 17 is layer 18.
     let expected = format!(
-        "whole documents: best layer (chosen on dev) {}: {:.4}; last layer 18: {:.4}\n",
+        "whole documents: the pack's best layer (chosen by cross-fitting on the training data) {}: {:.4}; last layer 18: {:.4}\n",
         best + 1,
         pack.manifest.layers[best].dev_accuracy_full,
         pack.manifest.layers[17].dev_accuracy_full

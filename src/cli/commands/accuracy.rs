@@ -120,7 +120,12 @@ pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     );
     text.push_str(&render_layer_table(&reports, best, "data"));
     text.push_str(&format!(
-        "whole documents: best layer (chosen on dev) {}: {:.4}; last layer {}: {:.4}\n",
+        "whole documents: the pack's best layer ({}) {}: {:.4}; last layer {}: {:.4}\n",
+        if manifest.format_version >= 2 {
+            "chosen by cross-fitting on the training data"
+        } else {
+            "chosen on dev"
+        },
         best + 1,
         reports[best].dev_accuracy_full,
         last + 1,
