@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+mod connections;
 pub mod http;
 pub mod listener;
 pub mod metrics;
@@ -61,9 +62,6 @@ pub enum ServeError {
     /// The model or the pack could not be loaded on the model thread.
     #[error("{0}")]
     Load(String),
-    /// Serving failed.
-    #[error("the server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 /// What the server needs to run.
@@ -160,26 +158,17 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         }
     };
     eprintln!("listening on {}", bound.description);
-    let outcome = match bound.listener {
-        listener::Listener::Tcp(listener) => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        listener::Listener::Unix(listener) => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+    match bound.listener {
+        listener::Listener::Tcp(listener) => connections::serve(listener, app, shutdown).await,
+        listener::Listener::Unix(listener) => connections::serve(listener, app, shutdown).await,
     }
-    .map_err(ServeError::Serve);
     let failure = load_failure
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     let outcome = match failure {
         Some(reason) => Err(ServeError::Load(reason)),
-        None => outcome,
+        None => Ok(()),
     };
     state.worker.shut_down();
     if let Some(path) = bound.own_socket_file {

@@ -474,7 +474,7 @@ fn http(port: u16, request: &str) -> Option<String> {
 }
 
 #[test]
-fn serve_adopts_the_socket_passed_by_systemd_and_stops_on_sigterm() {
+fn serve_adopts_the_socket_passed_by_systemd_and_answers_a_request_sent_after_sigterm() {
     use std::io::BufRead as _;
     use std::process::{Command, Stdio};
     if model_path(TestModel::Gemma).is_none() {
@@ -543,12 +543,45 @@ fn serve_adopts_the_socket_passed_by_systemd_and_stops_on_sigterm() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""label":"pos""#), "{answer}");
 
+    // Two clients connect before SIGTERM: one sends its request just after the signal and must
+    // be answered (not closed with an empty reply); the other never sends anything and is
+    // closed, so the server can stop.
+    use std::io::{Read as _, Write as _};
+    let mut late_sender = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    for stream in [&late_sender, &silent] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+    }
+    std::thread::sleep(Duration::from_millis(200));
     let pid = server.0.id().to_string();
     let signal = Command::new("sh")
         .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .expect("sh starts");
     assert!(signal.success());
+    std::thread::sleep(Duration::from_millis(300));
+    late_sender
+        .write_all(
+            format!(
+                "POST /v1/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .expect("the request is sent");
+    let mut answer = String::new();
+    late_sender
+        .read_to_string(&mut answer)
+        .expect("the answer is read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    let mut nothing = Vec::new();
+    silent
+        .read_to_end(&mut nothing)
+        .expect("the silent connection is closed");
+    assert!(nothing.is_empty());
     let status = server.0.wait().expect("the server stops");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut server.0.stderr.take().expect("stderr"), &mut stderr)

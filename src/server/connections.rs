@@ -1,0 +1,141 @@
+//! The accept loop and graceful shutdown of the HTTP connections.
+//!
+//! axum's own `serve(..).with_graceful_shutdown(..)` closes at once every connection that has
+//! not yet delivered a complete request when the shutdown starts. A client that connected a
+//! moment before SIGTERM, and whose request was still on the wire, then gets an empty reply
+//! (curl exit 52): its request was accepted and never answered. This loop keeps the rest of
+//! axum's behaviour (stop accepting, finish requests in progress, close idle keep-alive
+//! connections) and gives a connection that has not sent its first request yet
+//! [`FIRST_REQUEST_GRACE`] to send it; that request is answered, with `Connection: close`.
+//! Connections that completed their handshake before the listener closed are accepted first,
+//! so they are answered instead of reset.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// How long a connection accepted before the shutdown may take to send its first request.
+/// A client sends its request right after connecting, so this is a bound for slow links, not a
+/// delay most shutdowns see: a connection that sends nothing is closed after it.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the accept queue is read after the shutdown signal: connections the kernel already
+/// completed arrive within microseconds; the bound keeps a flood of new ones from delaying the
+/// shutdown.
+const BACKLOG_DRAIN: Duration = Duration::from_millis(20);
+
+/// Whether a connection has begun a request, and a wake-up for the task waiting on it.
+#[derive(Default)]
+struct FirstRequest {
+    started: AtomicBool,
+    notify: Notify,
+}
+
+impl FirstRequest {
+    fn mark_started(&self) {
+        if !self.started.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    fn has_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting, answers every
+/// request of the accepted connections (see the module documentation) and returns when the
+/// last connection has closed.
+pub async fn serve<L>(mut listener: L, app: Router, shutdown: impl Future<Output = ()>)
+where
+    L: Listener,
+{
+    let (stopping, stop_signal) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            (io, _) = listener.accept() => {
+                connections.spawn(serve_connection(io, app.clone(), stop_signal.clone()));
+            }
+            () = &mut shutdown => break,
+        }
+        // Reap finished connections so a long-running server does not keep their results.
+        while connections.try_join_next().is_some() {}
+    }
+    // Connections already in the accept queue were accepted by the kernel: answer them rather
+    // than reset them when the listener closes.
+    while let Ok((io, _)) = tokio::time::timeout(BACKLOG_DRAIN, listener.accept()).await {
+        connections.spawn(serve_connection(io, app.clone(), stop_signal.clone()));
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    tracing::debug!("waiting for {} connection(s) to finish", connections.len());
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection with HTTP/1.1 keep-alive until the client closes it, or until the
+/// shutdown, after which it ends as the module documentation says.
+async fn serve_connection<Io>(io: Io, app: Router, mut stop_signal: watch::Receiver<bool>)
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let first_request = Arc::new(FirstRequest::default());
+    let service = {
+        let first_request = Arc::clone(&first_request);
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            first_request.mark_started();
+            let mut router = app.clone();
+            async move { tower_service::Service::call(&mut router, request.map(Body::new)).await }
+        })
+    };
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+
+    // Phase 1: serve until the connection ends or the shutdown begins.
+    let stopping = async {
+        while !*stop_signal.borrow_and_update() {
+            if stop_signal.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        result = connection.as_mut() => {
+            log_connection_end(result);
+            return;
+        }
+        () = stopping => {}
+    }
+    // Phase 2: a connection that has not begun a request may still be sending it.
+    if !first_request.has_started() {
+        let begun = first_request.notify.notified();
+        tokio::select! {
+            result = connection.as_mut() => {
+                log_connection_end(result);
+                return;
+            }
+            () = begun => {}
+            () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+        }
+    }
+    // Phase 3: the request in progress is answered; an idle connection closes now.
+    connection.as_mut().graceful_shutdown();
+    log_connection_end(connection.await);
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>) {
+    if let Err(error) = result {
+        tracing::debug!("connection ended with an error: {error}");
+    }
+}
