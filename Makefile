@@ -2,6 +2,9 @@
 #   make run   installs what is missing, builds in release mode, classifies examples/review.txt
 #              and a few lines from stdin with the compiled-in default pack
 #   make test  the same set-up, then the test suite
+#   make dist  the release: a tarball and a Debian package for any x86-64 Linux (dist/)
+#   make dist-test  tries them in a fresh folder with an empty HOME (as CI does)
+#   make cuda-plugin  the CUDA back end as a library for the release (needs a CUDA toolkit)
 SHELL := /bin/bash
 CARGO ?= cargo
 EXITWISE := target/release/exitwise
@@ -9,7 +12,7 @@ EXITWISE := target/release/exitwise
 APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test setup system-deps build models lint bench clean
+.PHONY: run test setup system-deps build models lint bench clean dist dist-test cuda-plugin
 
 run: setup
 	$(EXITWISE) inspect
@@ -52,5 +55,20 @@ lint:
 bench: setup
 	$(EXITWISE) bench-engine --tokens 512 --runs 5
 
+# The release artefacts (scripts/release/dist.sh): WITH_MODELS=1 adds the catalog's models.
+dist: system-deps
+	@command -v dpkg-deb >/dev/null || { echo "error: dpkg-deb not found (Debian package dpkg)" >&2; exit 2; }
+	scripts/release/dist.sh
+
+# What a user on an air-gapped machine does with them (scripts/release/smoke-test.sh).
+dist-test: dist models
+	@command -v curl >/dev/null || $(SUDO) apt-get install -y -q --no-install-recommends curl
+	scripts/release/smoke-test.sh models/gemma3-270m.gguf
+
+# ggml's CUDA back end as a library beside the release's CPU ones (scripts/release/cuda-plugin.sh).
+cuda-plugin:
+	scripts/release/cuda-plugin.sh
+
 clean:
 	$(CARGO) clean
+	rm -rf dist

@@ -1,7 +1,8 @@
 //! Build script:
 //! - embeds the default adapter pack (`adapters/gemma3-270m-imdb`), so the binary needs only
 //!   the GGUF model to classify;
-//! - records the commit the binary was built from, so reports and `--version` name the source.
+//! - records the commit the binary was built from, so reports and `--version` name the source;
+//! - in a portable build, records it and points the binary at its back-end libraries.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +16,9 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=EXITWISE_BUILD_COMMIT");
+    println!("cargo:rerun-if-env-changed=LLAMA_BUILD_SHARED_LIBS");
     record_commit();
+    record_build_kind();
     embed_default_pack();
 }
 
@@ -33,6 +36,28 @@ fn record_commit() {
         "cargo:rustc-env=EXITWISE_BUILD_COMMIT={}",
         commit.unwrap_or_else(|| "unknown".into())
     );
+}
+
+/// A portable build (`make dist`: llama.cpp as shared libraries, ggml's CPU back end in one
+/// library per x86-64 level) finds its libraries in `../lib/exitwise` beside the binary, which
+/// is where the tarball and the Debian package put them.
+fn record_build_kind() {
+    let portable = std::env::var("LLAMA_BUILD_SHARED_LIBS").is_ok_and(|value| value == "1");
+    let gpu: Vec<&str> = ["CUDA", "METAL", "VULKAN"]
+        .into_iter()
+        .filter(|feature| std::env::var_os(format!("CARGO_FEATURE_{feature}")).is_some())
+        .collect();
+    let kind = if portable {
+        "portable (CPU variants and GPU plug-ins loaded at start)".to_string()
+    } else if gpu.is_empty() {
+        "built in (CPU, compiled for the build machine)".to_string()
+    } else {
+        format!("built in (CPU + {})", gpu.join(" + ").to_lowercase())
+    };
+    println!("cargo:rustc-env=EXITWISE_BUILD_KIND={kind}");
+    if portable {
+        println!("cargo:rustc-link-arg-bins=-Wl,-rpath,$ORIGIN/../lib/exitwise");
+    }
 }
 
 fn embed_default_pack() {

@@ -5,7 +5,8 @@
 //! 2. the environment (`EXITWISE_MODELS_DIR`, `EXITWISE_ADAPTERS_DIR`);
 //! 3. the user's data folder: `$XDG_DATA_HOME/exitwise/…`, else `~/.local/share/exitwise/…`;
 //! 4. the system's: `/var/lib/exitwise/…` (services, `exitwise models import` as root), then
-//!    `/usr/share/exitwise/…` (what packages install);
+//!    the installation's `../share/exitwise/…` beside the binary (an unpacked release tarball;
+//!    for the Debian package it is `/usr/share/exitwise/…`), then `/usr/share/exitwise/…`;
 //! 5. in a development build only, the source tree the binary was built from (`models/`,
 //!    `adapters/`), which `make run` fills. Release builds (`EXITWISE_RELEASE_BUILD=1` at build
 //!    time, as `make dist` does) leave it out.
@@ -47,7 +48,7 @@ pub struct Location {
     /// The folder.
     pub dir: PathBuf,
     /// Where it comes from: `--models-dir`, `EXITWISE_MODELS_DIR`, `user data`, `system`,
-    /// `source tree`.
+    /// `installation`, `source tree`.
     pub origin: &'static str,
 }
 
@@ -65,6 +66,8 @@ pub struct Environment {
     pub xdg_data_home: Option<PathBuf>,
     /// `HOME`.
     pub home: Option<PathBuf>,
+    /// The installation's data folder, `../share/exitwise` beside the binary.
+    pub installation: Option<PathBuf>,
     /// The source tree, in a development build.
     pub source_tree: Option<PathBuf>,
 }
@@ -83,6 +86,9 @@ impl Environment {
             variable: nonempty(kind.variable()),
             xdg_data_home: nonempty("XDG_DATA_HOME"),
             home: nonempty("HOME"),
+            installation: std::env::current_exe()
+                .ok()
+                .and_then(|binary| Some(binary.parent()?.parent()?.join("share").join("exitwise"))),
             source_tree: (!RELEASE_BUILD && source_tree.join("Cargo.toml").is_file())
                 .then(|| source_tree.to_path_buf()),
         }
@@ -126,6 +132,9 @@ pub fn search_path(kind: Kind, environment: &Environment) -> Vec<Location> {
         push(data.join(folder), "user data");
     }
     push(Path::new("/var/lib/exitwise").join(folder), "system");
+    if let Some(installation) = &environment.installation {
+        push(installation.join(folder), "installation");
+    }
     push(Path::new("/usr/share/exitwise").join(folder), "system");
     if let Some(tree) = &environment.source_tree {
         push(tree.join(folder), "source tree");
@@ -175,6 +184,7 @@ mod tests {
             variable: Some("/variable".into()),
             xdg_data_home: None,
             home: Some("/home/ada".into()),
+            installation: Some("/opt/exitwise/share/exitwise".into()),
             source_tree: None,
         };
         let only = search_path(Kind::Models, &environment);
@@ -198,8 +208,24 @@ mod tests {
                     "user data"
                 ),
                 ("/var/lib/exitwise/models".to_string(), "system"),
+                (
+                    "/opt/exitwise/share/exitwise/models".to_string(),
+                    "installation"
+                ),
                 ("/usr/share/exitwise/models".to_string(), "system"),
             ]
+        );
+        let packaged = Environment {
+            installation: Some("/usr/share/exitwise".into()),
+            ..environment_only
+        };
+        assert_eq!(
+            search_path(Kind::Models, &packaged)
+                .iter()
+                .filter(|location| location.dir == Path::new("/usr/share/exitwise/models"))
+                .count(),
+            1,
+            "the Debian package's installation folder is the system folder, listed once"
         );
         assert_eq!(
             write_location(Kind::Models, &environment).map(|location| location.dir),

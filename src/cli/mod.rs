@@ -39,10 +39,10 @@ pub const EXIT_SETUP: u8 = 2;
 #[command(
     name = "exitwise",
     version,
-    long_version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("EXITWISE_BUILD_COMMIT"), ")"),
+    long_version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("EXITWISE_BUILD_COMMIT"), ")\nllama.cpp back ends: ", env!("EXITWISE_BUILD_KIND"), "\n(`exitwise inspect` names the CPU variant and GPU devices in use)"),
     propagate_version = true,
     max_term_width = 100,
-    after_help = "Exit status:\n  0  success\n  1  the command ran, but some results failed (e.g. `models verify` found a bad file)\n  2  usage or set-up error (bad arguments, missing or unusable model)\n\nEnvironment:\n  EXITWISE_MODELS_DIR    where models are stored (default: the source tree's `models/`)\n  EXITWISE_ADAPTERS_DIR  folder of named adapter packs (default: the source tree's `adapters/`)\n  EXITWISE_CACHE_DIR     the feature cache of train/calibrate/accuracy (default: ~/.cache/exitwise)\n  EXITWISE_LOG           log filter for stderr, e.g. `debug` or `llama.cpp=trace` (default: warn)\n  NO_COLOR               disables colour and progress bars"
+    after_help = "Exit status:\n  0  success\n  1  the command ran, but some results failed (e.g. `models verify` found a bad file)\n  2  usage or set-up error (bad arguments, missing or unusable model)\n\nEnvironment:\n  EXITWISE_MODELS_DIR    the only folder of models searched (default: the search path `exitwise models list` shows)\n  EXITWISE_ADAPTERS_DIR  folder of named adapter packs (default: the search path of `exitwise models list`)\n  EXITWISE_CACHE_DIR     the feature cache of train/calibrate/accuracy (default: ~/.cache/exitwise)\n  EXITWISE_BACKEND_DIR   where a portable build loads llama.cpp's back-end libraries (default: ../lib/exitwise beside the binary)\n  EXITWISE_LOG           log filter for stderr, e.g. `debug` or `llama.cpp=trace` (default: warn)\n  NO_COLOR               disables colour and progress bars"
 )]
 pub struct Cli {
     #[command(subcommand)]

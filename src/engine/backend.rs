@@ -2,12 +2,23 @@
 //! into `tracing`, so that its chatter never reaches stderr unasked and its last error can be
 //! quoted in our own messages.
 
-use std::ffi::{CStr, c_char, c_void};
-use std::sync::{Mutex, Once};
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use llama_cpp_sys_2 as sys;
 
-static INIT: Once = Once::new();
+use super::EngineError;
+
+/// The outcome of the one-time set-up: what runs llama.cpp's graphs, or why nothing can.
+static INIT: OnceLock<Result<BackendReport, Vec<PathBuf>>> = OnceLock::new();
+
+/// Libraries llama.cpp reported loading ("loaded CPU backend from …"), in order.
+static LOADED_LIBRARIES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Where a portable build's back-end libraries are looked for, overriding the folders next to
+/// the binary.
+pub const BACKEND_DIR_VARIABLE: &str = "EXITWISE_BACKEND_DIR";
 
 /// The first error (or, failing that, the last warning) llama.cpp logged since it was last
 /// cleared; quoted when a llama.cpp call fails. The first error is the cause; later ones are
@@ -19,16 +30,244 @@ struct Problem {
     reason: String,
 }
 
-/// Initialises llama.cpp's back ends and log routing exactly once per process.
-pub(crate) fn ensure_initialized() {
-    INIT.call_once(|| {
+/// What runs llama.cpp's graphs in this process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackendReport {
+    /// `built in` (a native build links ggml's CPU back end), or the library a portable build
+    /// loaded at start, chosen by ggml for this CPU (e.g. `libggml-cpu-haswell.so`).
+    pub cpu: String,
+    /// Instruction-set features the CPU back end uses (`AVX2`, `FMA`, `AVX512`, …).
+    pub cpu_features: Vec<String>,
+    /// GPU devices llama.cpp can offload to (`CUDA0: NVIDIA H200`); empty on CPU-only builds.
+    pub gpu_devices: Vec<String>,
+}
+
+/// Initialises llama.cpp's back ends and log routing exactly once per process, and says what
+/// runs the graphs.
+///
+/// A portable build links no back end: ggml's CPU back end is a set of libraries, one per x86-64
+/// level, of which ggml loads the best the CPU supports, and a GPU back end is one more library
+/// in the same folder. They are looked for in `EXITWISE_BACKEND_DIR`, else in `../lib/exitwise`
+/// beside the binary (the installed layout), else beside the binary.
+pub(crate) fn ensure_initialized() -> Result<&'static BackendReport, EngineError> {
+    let outcome = INIT.get_or_init(|| {
         // SAFETY: `forward_log` is a plain `extern "C"` function that is valid for the whole
         // program and never unwinds; a null user-data pointer is allowed by llama.h. Setting the
         // log callback before `llama_backend_init` catches its messages too.
         unsafe { sys::llama_log_set(Some(forward_log), std::ptr::null_mut()) };
         // SAFETY: called once per process (guarded by `INIT`), before any other llama.cpp use.
         unsafe { sys::llama_backend_init() };
+        let mut searched = Vec::new();
+        if cpu_device().is_none() {
+            for folder in backend_folders() {
+                load_backends_from(&folder);
+                searched.push(folder);
+                if cpu_device().is_some() {
+                    break;
+                }
+            }
+        }
+        match cpu_device() {
+            Some(cpu) => Ok(describe(cpu)),
+            None => Err(searched),
+        }
     });
+    outcome
+        .as_ref()
+        .map_err(|searched| EngineError::NoCpuBackend {
+            searched: searched.clone(),
+        })
+}
+
+/// Whether llama.cpp can offload layers to a GPU in this process (a GPU build, or a portable
+/// build with a GPU back-end library installed).
+pub(crate) fn has_gpu_device() -> bool {
+    ensure_initialized().is_ok_and(|report| !report.gpu_devices.is_empty())
+}
+
+/// The folders a portable build loads its back-end libraries from, in order.
+fn backend_folders() -> Vec<PathBuf> {
+    if let Some(folder) = std::env::var_os(BACKEND_DIR_VARIABLE) {
+        return vec![PathBuf::from(folder)];
+    }
+    let Some(binary_folder) = std::env::current_exe()
+        .ok()
+        .and_then(|binary| binary.parent().map(Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    vec![binary_folder.join("../lib/exitwise"), binary_folder]
+}
+
+fn load_backends_from(folder: &Path) {
+    let Some(folder_c) = folder.to_str().and_then(|text| CString::new(text).ok()) else {
+        return;
+    };
+    // SAFETY: `folder_c` is a NUL-terminated string that outlives the call; ggml only reads it
+    // and loads the libraries it finds there (a missing folder loads nothing).
+    unsafe { sys::ggml_backend_load_all_from_path(folder_c.as_ptr()) };
+}
+
+/// The CPU device, once a CPU back end is registered.
+fn cpu_device() -> Option<NonNullDevice> {
+    // SAFETY: plain query of ggml's registry; returns null when no CPU back end is registered.
+    let device = unsafe { sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU) };
+    std::ptr::NonNull::new(device).map(NonNullDevice)
+}
+
+#[derive(Clone, Copy)]
+struct NonNullDevice(std::ptr::NonNull<sys::ggml_backend_device>);
+
+fn describe(cpu: NonNullDevice) -> BackendReport {
+    let loaded = LOADED_LIBRARIES
+        .lock()
+        .map(|libraries| libraries.clone())
+        .unwrap_or_default();
+    let cpu_library = loaded_library(&loaded, "CPU");
+    BackendReport {
+        cpu: cpu_library.unwrap_or_else(|| "built in".to_string()),
+        cpu_features: cpu_features(cpu),
+        gpu_devices: gpu_devices(),
+    }
+}
+
+/// The file name of the library llama.cpp loaded for back end `name`, from what it logged
+/// ("CPU backend from /usr/lib/exitwise/libggml-cpu-haswell.so").
+fn loaded_library(loaded: &[String], name: &str) -> Option<String> {
+    loaded
+        .iter()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(" backend from "))
+        .next_back()
+        .map(|path| {
+            Path::new(path).file_name().map_or_else(
+                || path.to_string(),
+                |file| file.to_string_lossy().into_owned(),
+            )
+        })
+}
+
+/// The CPU back end's own list of the instruction-set features it was compiled for and found.
+fn cpu_features(cpu: NonNullDevice) -> Vec<String> {
+    type GetFeatures =
+        unsafe extern "C" fn(sys::ggml_backend_reg_t) -> *mut sys::ggml_backend_feature;
+    // SAFETY: `cpu` is a registered device; its registry lives for the whole process.
+    let registry = unsafe { sys::ggml_backend_dev_backend_reg(cpu.0.as_ptr()) };
+    if registry.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `registry` is valid and the name is NUL-terminated.
+    let function = unsafe {
+        sys::ggml_backend_reg_get_proc_address(registry, c"ggml_backend_get_features".as_ptr())
+    };
+    if function.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: ggml documents this entry point's type as `ggml_backend_get_features_t`, which is
+    // `GetFeatures`; the pointer is non-null.
+    let get_features: GetFeatures = unsafe { std::mem::transmute(function) };
+    // SAFETY: `registry` is the CPU back end's registry; the returned array is static, ends
+    // with an entry whose name is null, and its strings live as long as the back end.
+    let mut entry = unsafe { get_features(registry) };
+    let mut features = Vec::new();
+    while !entry.is_null() {
+        // SAFETY: `entry` points into the null-terminated array described above.
+        let feature = unsafe { &*entry };
+        if feature.name.is_null() {
+            break;
+        }
+        // SAFETY: both strings are NUL-terminated and static (see above).
+        let (name, value) = unsafe {
+            (
+                CStr::from_ptr(feature.name).to_string_lossy(),
+                CStr::from_ptr(feature.value).to_string_lossy(),
+            )
+        };
+        if value == "1" {
+            features.push(name.into_owned());
+        }
+        // SAFETY: the array continues until the null-named entry checked above.
+        entry = unsafe { entry.add(1) };
+    }
+    features
+}
+
+fn gpu_devices() -> Vec<String> {
+    // SAFETY: plain query of ggml's registry.
+    let count = unsafe { sys::ggml_backend_dev_count() };
+    (0..count)
+        .filter_map(|index| {
+            // SAFETY: `index` is below the device count.
+            let device = unsafe { sys::ggml_backend_dev_get(index) };
+            if device.is_null() {
+                return None;
+            }
+            // SAFETY: `device` is a registered device.
+            let kind = unsafe { sys::ggml_backend_dev_type(device) };
+            if kind != sys::GGML_BACKEND_DEVICE_TYPE_GPU
+                && kind != sys::GGML_BACKEND_DEVICE_TYPE_IGPU
+            {
+                return None;
+            }
+            // SAFETY: the device's name and description are NUL-terminated strings owned by
+            // the device, which lives for the whole process.
+            let (name, description) = unsafe {
+                (
+                    CStr::from_ptr(sys::ggml_backend_dev_name(device)).to_string_lossy(),
+                    CStr::from_ptr(sys::ggml_backend_dev_description(device)).to_string_lossy(),
+                )
+            };
+            Some(format!("{name}: {description}"))
+        })
+        .collect()
+}
+
+/// The CPU back end's thread-pool constructor and destructor. They live in the CPU back end's
+/// library, which a portable build loads at run time, so they are looked up through ggml's
+/// registry (as llama.cpp's own tools do) rather than linked.
+#[derive(Clone, Copy)]
+pub(crate) struct ThreadPoolFunctions {
+    /// `ggml_threadpool_new`.
+    pub new: unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool,
+    /// `ggml_threadpool_free`.
+    pub free: unsafe extern "C" fn(*mut sys::ggml_threadpool),
+}
+
+/// [`ThreadPoolFunctions`] of the CPU back end in use.
+pub(crate) fn thread_pool_functions() -> Result<ThreadPoolFunctions, EngineError> {
+    ensure_initialized()?;
+    let missing = || EngineError::ContextCreation {
+        reason: Some("the CPU back end offers no thread pool".into()),
+    };
+    let cpu = cpu_device().ok_or_else(missing)?;
+    // SAFETY: `cpu` is a registered device; its registry lives for the whole process.
+    let registry = unsafe { sys::ggml_backend_dev_backend_reg(cpu.0.as_ptr()) };
+    if registry.is_null() {
+        return Err(missing());
+    }
+    // SAFETY: `registry` is valid and the names are NUL-terminated.
+    let (new, free) = unsafe {
+        (
+            sys::ggml_backend_reg_get_proc_address(registry, c"ggml_threadpool_new".as_ptr()),
+            sys::ggml_backend_reg_get_proc_address(registry, c"ggml_threadpool_free".as_ptr()),
+        )
+    };
+    if new.is_null() || free.is_null() {
+        return Err(missing());
+    }
+    // SAFETY: the CPU back end returns exactly these two functions under these names
+    // (ggml-cpu.cpp), with the signatures of `ggml_threadpool_new` and `ggml_threadpool_free`
+    // in ggml-cpu.h; both pointers are non-null.
+    Ok(unsafe {
+        ThreadPoolFunctions {
+            new: std::mem::transmute::<
+                *mut c_void,
+                unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool,
+            >(new),
+            free: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut sys::ggml_threadpool)>(
+                free,
+            ),
+        }
+    })
 }
 
 /// Forgets the last logged problem, so that a failure reports only what it caused itself.
@@ -67,7 +306,17 @@ unsafe extern "C" fn forward_log(level: sys::ggml_log_level, text: *const c_char
             tracing::debug!(target: "llama.cpp", "warning: {line}");
             remember_problem(line, false);
         }
-        sys::GGML_LOG_LEVEL_INFO => tracing::trace!(target: "llama.cpp", "{line}"),
+        sys::GGML_LOG_LEVEL_INFO => {
+            tracing::trace!(target: "llama.cpp", "{line}");
+            if let Some(loaded) = line
+                .strip_prefix("ggml_backend_load_best: loaded ")
+                .or_else(|| line.strip_prefix("load_backend: loaded "))
+            {
+                if let Ok(mut libraries) = LOADED_LIBRARIES.lock() {
+                    libraries.push(loaded.to_string());
+                }
+            }
+        }
         _ => tracing::trace!(target: "llama.cpp", "{line}"),
     }
 }
@@ -103,7 +352,25 @@ fn user_facing_reason(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::user_facing_reason;
+    use super::{loaded_library, user_facing_reason};
+
+    #[test]
+    fn the_loaded_cpu_variant_is_read_from_llama_cpp_log() {
+        let loaded = vec![
+            "CUDA backend from /opt/exitwise/lib/exitwise/libggml-cuda.so".to_string(),
+            "CPU backend from /opt/exitwise/lib/exitwise/libggml-cpu-haswell.so".to_string(),
+        ];
+        assert_eq!(
+            loaded_library(&loaded, "CPU").as_deref(),
+            Some("libggml-cpu-haswell.so")
+        );
+        assert_eq!(
+            loaded_library(&loaded, "CUDA").as_deref(),
+            Some("libggml-cuda.so")
+        );
+        assert_eq!(loaded_library(&loaded, "Vulkan"), None);
+        assert_eq!(loaded_library(&[], "CPU"), None);
+    }
 
     #[test]
     fn reasons_lose_llama_cpp_prefixes() {

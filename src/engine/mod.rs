@@ -17,6 +17,7 @@ mod quantize;
 mod session;
 mod tap;
 
+pub use backend::BackendReport;
 pub use cpus::usable_cpus;
 pub use model::{Model, ModelFacts, ModelOptions, Token};
 pub use quantize::{QuantizationType, QuantizeOptions, quantize};
@@ -40,6 +41,16 @@ pub enum EngineError {
     ContextCreation {
         /// The last error llama.cpp logged, if any.
         reason: Option<String>,
+    },
+    /// A portable build found none of its CPU back-end libraries.
+    #[error(
+        "no CPU back end of llama.cpp was found: this build loads `libggml-cpu-*.so` at start and looked in {} (set {} to the folder that holds them)",
+        searched_folders(.searched),
+        backend::BACKEND_DIR_VARIABLE
+    )]
+    NoCpuBackend {
+        /// The folders searched.
+        searched: Vec<std::path::PathBuf>,
     },
     /// The path cannot be passed to llama.cpp (it contains a NUL byte or is not UTF-8).
     #[error("the path cannot be passed to llama.cpp: {0}")]
@@ -111,7 +122,24 @@ pub fn build_description() -> String {
     compiled_backends().join("+")
 }
 
-/// Whether this binary was built with a GPU back end.
+/// Whether llama.cpp can offload to a GPU here: a GPU build, or a portable build with a GPU
+/// back-end library installed next to its CPU ones.
 pub fn has_gpu_backend() -> bool {
-    compiled_backends().len() > 1
+    backend::has_gpu_device()
+}
+
+/// What runs llama.cpp's graphs in this process (initialises the back ends if needed).
+pub fn backend_report() -> Result<BackendReport, EngineError> {
+    backend::ensure_initialized().cloned()
+}
+
+fn searched_folders(folders: &[std::path::PathBuf]) -> String {
+    if folders.is_empty() {
+        return "no folder (the binary's own path is unknown)".to_string();
+    }
+    folders
+        .iter()
+        .map(|folder| format!("`{}`", folder.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

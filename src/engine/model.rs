@@ -76,7 +76,7 @@ impl Model {
         let path_c = CString::new(path_text)
             .map_err(|_| EngineError::UnusablePath("it contains a NUL byte".into()))?;
 
-        backend::ensure_initialized();
+        backend::ensure_initialized()?;
         backend::clear_last_problem();
         // SAFETY: returns a plain struct by value; no preconditions.
         let mut params = unsafe { sys::llama_model_default_params() };

@@ -90,7 +90,7 @@ pub fn quantize(
     gguf::read_gguf_info(input)?;
     let input_c = c_path(input)?;
     let output_c = c_path(output)?;
-    backend::ensure_initialized();
+    backend::ensure_initialized()?;
     backend::clear_last_problem();
     // SAFETY: returns a plain struct by value; no preconditions.
     let mut params = unsafe { sys::llama_model_quantize_default_params() };

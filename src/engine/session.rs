@@ -73,13 +73,17 @@ impl Drop for ContextHandle {
 /// Without an attached pool, ggml creates and joins a fresh set of threads for every graph
 /// computation; the tap splits each decode into one computation per layer, so a persistent
 /// pool is what keeps tapping cheap.
-struct ThreadPoolHandle(NonNull<sys::ggml_threadpool>);
+struct ThreadPoolHandle {
+    pool: NonNull<sys::ggml_threadpool>,
+    free: unsafe extern "C" fn(*mut sys::ggml_threadpool),
+}
 
 impl Drop for ThreadPoolHandle {
     fn drop(&mut self) {
-        // SAFETY: created by `ggml_threadpool_new`, freed exactly once here, after the context
-        // that used it (field order in `Session`).
-        unsafe { sys::ggml_threadpool_free(self.0.as_ptr()) };
+        // SAFETY: created by the CPU back end's `ggml_threadpool_new`, freed exactly once here
+        // with the same back end's `ggml_threadpool_free`, after the context that used it (field
+        // order in `Session`).
+        unsafe { (self.free)(self.pool.as_ptr()) };
     }
 }
 
@@ -191,20 +195,25 @@ impl<'model> Session<'model> {
             .or_else(|| std::env::var(POLL_VARIABLE).ok()?.parse().ok())
             .unwrap_or(DEFAULT_POLL)
             .min(100);
-        // SAFETY: `pool_params` is a valid, initialised parameter struct for the call.
-        let pool = unsafe { sys::ggml_threadpool_new(&raw mut pool_params) };
-        let thread_pool = NonNull::new(pool).map(ThreadPoolHandle).ok_or_else(|| {
-            EngineError::ContextCreation {
+        let functions = backend::thread_pool_functions()?;
+        // SAFETY: `pool_params` is a valid, initialised parameter struct for the call, and
+        // `functions.new` is the CPU back end's `ggml_threadpool_new`.
+        let pool = unsafe { (functions.new)(&raw mut pool_params) };
+        let thread_pool = NonNull::new(pool)
+            .map(|pool| ThreadPoolHandle {
+                pool,
+                free: functions.free,
+            })
+            .ok_or_else(|| EngineError::ContextCreation {
                 reason: Some(format!("cannot start a pool of {threads} threads")),
-            }
-        })?;
+            })?;
         // SAFETY: both handles are valid; the context keeps the pointer until it is freed,
         // which happens before the pool is freed (field order).
         unsafe {
             sys::llama_attach_threadpool(
                 context.0.as_ptr(),
-                thread_pool.0.as_ptr(),
-                thread_pool.0.as_ptr(),
+                thread_pool.pool.as_ptr(),
+                thread_pool.pool.as_ptr(),
             );
         };
 

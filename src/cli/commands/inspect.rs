@@ -1,4 +1,4 @@
-//! `exitwise inspect`: a model's facts.
+//! `exitwise inspect`: a model's facts, and the llama.cpp back ends that run it here.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -31,6 +31,8 @@ struct Report {
     sha256: String,
     /// The catalog model with this exact hash, if any.
     catalog_model: Option<String>,
+    /// What runs the model's graphs here.
+    backend: exitwise::engine::BackendReport,
 }
 
 /// Runs `exitwise inspect`.
@@ -52,6 +54,7 @@ pub fn run(args: &InspectArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         facts,
         sha256,
         catalog_model,
+        backend: exitwise::engine::backend_report()?,
     };
     if args.json {
         output::print(&(serde_json::to_string_pretty(&report)? + "\n"))?;
@@ -113,6 +116,17 @@ fn render_text(report: &Report) -> String {
             || "not a catalog model".into(),
             |name| format!("{name} (hash matches)"),
         ),
+    ));
+    let backend = &report.backend;
+    rows.push(("cpu back end", backend.cpu.clone()));
+    rows.push(("cpu features", backend.cpu_features.join(" ")));
+    rows.push((
+        "gpu devices",
+        if backend.gpu_devices.is_empty() {
+            "none".to_string()
+        } else {
+            backend.gpu_devices.join(", ")
+        },
     ));
     let mut text = String::new();
     for (key, value) in rows {

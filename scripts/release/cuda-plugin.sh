@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# `make cuda-plugin`: ggml's CUDA back end as `dist/plugins/libggml-cuda.so`, built from the same
+# llama.cpp source as the release. Copy it next to the CPU libraries of an installed release
+# (`lib/exitwise/`, for the Debian package `/usr/lib/exitwise/`): the binary loads it at start,
+# `exitwise inspect` lists the GPU, and `--gpu-layers` offloads to it (default: every layer).
+# The machine that runs it needs NVIDIA's driver and the CUDA runtime and cuBLAS libraries
+# (libcudart.so.12, libcublas.so.12), e.g. from the distribution or NVIDIA's packages.
+#
+# Needs a CUDA 12 toolkit: CUDA_HOME (default /usr/local/cuda), or CUDA_FROM_PIP=1 to assemble
+# one from NVIDIA's wheels on the Python package registry (nvcc, runtime, cuBLAS, CCCL) under
+# target/cuda-toolkit. CUDA_ARCHITECTURES chooses the GPUs compiled for (CMake's syntax; the
+# default covers Turing to Hopper; one architecture, e.g. `90-real`, compiles several times
+# faster). Not part of CI.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+ARCHITECTURES=${CUDA_ARCHITECTURES:-75-virtual;80-virtual;86-real;89-real;90-real}
+BUILD=$ROOT/target/cuda-plugin
+
+if [ "${CUDA_FROM_PIP:-0}" = 1 ]; then
+  wheels=$ROOT/target/cuda-toolkit/wheels
+  CUDA_HOME=$ROOT/target/cuda-toolkit/root
+  if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
+    echo "== assembling a CUDA toolkit from NVIDIA's wheels in $CUDA_HOME"
+    python3 -m pip install --quiet --no-deps --target "$wheels" \
+      'nvidia-cuda-nvcc-cu12==12.9.*' 'nvidia-cuda-runtime-cu12==12.9.*' \
+      'nvidia-cublas-cu12==12.9.*' 'nvidia-cuda-cccl-cu12==12.9.*'
+    rm -rf "$CUDA_HOME"
+    mkdir -p "$CUDA_HOME/bin" "$CUDA_HOME/include" "$CUDA_HOME/lib64"
+    for part in cuda_nvcc cuda_runtime cublas cuda_cccl; do
+      source=$wheels/nvidia/$part
+      [ -d "$source/bin" ] && cp -a "$source/bin/." "$CUDA_HOME/bin/"
+      [ -d "$source/include" ] && cp -a "$source/include/." "$CUDA_HOME/include/"
+      [ -d "$source/lib" ] && cp -a "$source/lib/." "$CUDA_HOME/lib64/"
+      [ -d "$source/nvvm" ] && cp -a "$source/nvvm" "$CUDA_HOME/"
+    done
+    # The wheels carry only the versioned libraries; the linker looks for the plain names.
+    for library in "$CUDA_HOME"/lib64/lib*.so.*; do
+      plain=${library%%.so.*}.so
+      [ -e "$plain" ] || ln -s "$(basename "$library")" "$plain"
+    done
+    chmod +x "$CUDA_HOME"/bin/* "$CUDA_HOME"/nvvm/bin/* 2>/dev/null || true
+  fi
+fi
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+[ -x "$CUDA_HOME/bin/nvcc" ] || {
+  echo "error: no nvcc in \`$CUDA_HOME/bin\`: set CUDA_HOME, or CUDA_FROM_PIP=1 to assemble a toolkit from the Python package registry" >&2
+  exit 2
+}
+"$CUDA_HOME/bin/nvcc" --version | tail -n 2
+
+# The llama.cpp source the release was built from: the one inside llama-cpp-sys-2.
+LLAMA_SOURCE=$(scripts/release/llama-source.sh)
+
+echo "== configuring ggml's CUDA back end ($ARCHITECTURES) from $LLAMA_SOURCE"
+start=$(date +%s)
+# GGML_CUDA_NO_VMM: no link against the driver library at build time (libcuda.so is the
+# driver's, not the toolkit's); the plug-in then allocates with cudaMalloc pools.
+cmake -S "$LLAMA_SOURCE" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+  -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_NATIVE=OFF \
+  -DGGML_CUDA=ON -DGGML_CUDA_NO_VMM=ON \
+  -DCMAKE_CUDA_COMPILER="$CUDA_HOME/bin/nvcc" -DCUDAToolkit_ROOT="$CUDA_HOME" \
+  -DCMAKE_CUDA_ARCHITECTURES="$ARCHITECTURES" \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF >"$BUILD.configure.log" 2>&1 ||
+  { tail -n 30 "$BUILD.configure.log"; exit 1; }
+echo "== compiling (long: every kernel for every architecture)"
+cmake --build "$BUILD" --target ggml-cuda -j "$(nproc)"
+mkdir -p dist/plugins
+cp -L "$(find "$BUILD" -name 'libggml-cuda.so' | head -n 1)" dist/plugins/libggml-cuda.so
+strip --strip-unneeded dist/plugins/libggml-cuda.so
+echo "built dist/plugins/libggml-cuda.so in $(($(date +%s) - start)) s"
