@@ -4,9 +4,10 @@
 //! 1. the folder given on the command line (`--models-dir`), which is then the only one;
 //! 2. the environment (`EXITWISE_MODELS_DIR`, `EXITWISE_ADAPTERS_DIR`);
 //! 3. the user's data folder: `$XDG_DATA_HOME/exitwise/…`, else `~/.local/share/exitwise/…`;
-//! 4. the system's: `/var/lib/exitwise/…` (services, `exitwise models import` as root), then
-//!    the installation's `../share/exitwise/…` beside the binary (an unpacked release tarball;
-//!    for the Debian package it is `/usr/share/exitwise/…`), then `/usr/share/exitwise/…`;
+//! 4. the system's: `/var/lib/exitwise/…` (services, `exitwise models import` as root), then,
+//!    in a release build, the installation's `../share/exitwise/…` beside the binary (an
+//!    unpacked release tarball; for the Debian package it is `/usr/share/exitwise/…`), then
+//!    `/usr/share/exitwise/…`;
 //! 5. in a development build only, the source tree the binary was built from (`models/`,
 //!    `adapters/`), which `make run` fills. Release builds (`EXITWISE_RELEASE_BUILD=1` at build
 //!    time, as `make dist` does) leave it out.
@@ -66,7 +67,7 @@ pub struct Environment {
     pub xdg_data_home: Option<PathBuf>,
     /// `HOME`.
     pub home: Option<PathBuf>,
-    /// The installation's data folder, `../share/exitwise` beside the binary.
+    /// The installation's data folder, `../share/exitwise` beside the binary (release builds).
     pub installation: Option<PathBuf>,
     /// The source tree, in a development build.
     pub source_tree: Option<PathBuf>,
@@ -86,8 +87,10 @@ impl Environment {
             variable: nonempty(kind.variable()),
             xdg_data_home: nonempty("XDG_DATA_HOME"),
             home: nonempty("HOME"),
-            installation: std::env::current_exe()
-                .ok()
+            // A development binary sits in `target/release`, where `../share` means nothing.
+            installation: RELEASE_BUILD
+                .then(|| std::env::current_exe().ok())
+                .flatten()
                 .and_then(|binary| Some(binary.parent()?.parent()?.join("share").join("exitwise"))),
             source_tree: (!RELEASE_BUILD && source_tree.join("Cargo.toml").is_file())
                 .then(|| source_tree.to_path_buf()),

@@ -308,13 +308,12 @@ unsafe extern "C" fn forward_log(level: sys::ggml_log_level, text: *const c_char
         }
         sys::GGML_LOG_LEVEL_INFO => {
             tracing::trace!(target: "llama.cpp", "{line}");
-            if let Some(loaded) = line
-                .strip_prefix("ggml_backend_load_best: loaded ")
-                .or_else(|| line.strip_prefix("load_backend: loaded "))
+            // ggml names the library each back end came from ("load_backend: loaded CPU
+            // backend from /…/libggml-cpu-haswell.so"); `inspect` reports it.
+            if let Some(loaded) = line.strip_prefix("load_backend: loaded ")
+                && let Ok(mut libraries) = LOADED_LIBRARIES.lock()
             {
-                if let Ok(mut libraries) = LOADED_LIBRARIES.lock() {
-                    libraries.push(loaded.to_string());
-                }
+                libraries.push(loaded.to_string());
             }
         }
         _ => tracing::trace!(target: "llama.cpp", "{line}"),
