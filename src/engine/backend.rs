@@ -146,25 +146,33 @@ fn loaded_library(loaded: &[String], name: &str) -> Option<String> {
         })
 }
 
+/// The CPU back end's registry and one of the functions it offers by name (`None` when it
+/// offers none under that name). Functions of the CPU back end are reached this way because a
+/// portable build loads its library at run time rather than linking it.
+fn cpu_function(
+    cpu: NonNullDevice,
+    name: &CStr,
+) -> Option<(sys::ggml_backend_reg_t, std::ptr::NonNull<c_void>)> {
+    // SAFETY: `cpu` is a registered device; its registry lives for the whole process.
+    let registry = unsafe { sys::ggml_backend_dev_backend_reg(cpu.0.as_ptr()) };
+    if registry.is_null() {
+        return None;
+    }
+    // SAFETY: `registry` is valid and `name` is NUL-terminated.
+    let function = unsafe { sys::ggml_backend_reg_get_proc_address(registry, name.as_ptr()) };
+    std::ptr::NonNull::new(function).map(|function| (registry, function))
+}
+
 /// The CPU back end's own list of the instruction-set features it was compiled for and found.
 fn cpu_features(cpu: NonNullDevice) -> Vec<String> {
     type GetFeatures =
         unsafe extern "C" fn(sys::ggml_backend_reg_t) -> *mut sys::ggml_backend_feature;
-    // SAFETY: `cpu` is a registered device; its registry lives for the whole process.
-    let registry = unsafe { sys::ggml_backend_dev_backend_reg(cpu.0.as_ptr()) };
-    if registry.is_null() {
+    let Some((registry, function)) = cpu_function(cpu, c"ggml_backend_get_features") else {
         return Vec::new();
-    }
-    // SAFETY: `registry` is valid and the name is NUL-terminated.
-    let function = unsafe {
-        sys::ggml_backend_reg_get_proc_address(registry, c"ggml_backend_get_features".as_ptr())
     };
-    if function.is_null() {
-        return Vec::new();
-    }
     // SAFETY: ggml documents this entry point's type as `ggml_backend_get_features_t`, which is
     // `GetFeatures`; the pointer is non-null.
-    let get_features: GetFeatures = unsafe { std::mem::transmute(function) };
+    let get_features: GetFeatures = unsafe { std::mem::transmute(function.as_ptr()) };
     // SAFETY: `registry` is the CPU back end's registry; the returned array is static, ends
     // with an entry whose name is null, and its strings live as long as the back end.
     let mut entry = unsafe { get_features(registry) };
@@ -239,21 +247,8 @@ pub(crate) fn thread_pool_functions() -> Result<ThreadPoolFunctions, EngineError
         reason: Some("the CPU back end offers no thread pool".into()),
     };
     let cpu = cpu_device().ok_or_else(missing)?;
-    // SAFETY: `cpu` is a registered device; its registry lives for the whole process.
-    let registry = unsafe { sys::ggml_backend_dev_backend_reg(cpu.0.as_ptr()) };
-    if registry.is_null() {
-        return Err(missing());
-    }
-    // SAFETY: `registry` is valid and the names are NUL-terminated.
-    let (new, free) = unsafe {
-        (
-            sys::ggml_backend_reg_get_proc_address(registry, c"ggml_threadpool_new".as_ptr()),
-            sys::ggml_backend_reg_get_proc_address(registry, c"ggml_threadpool_free".as_ptr()),
-        )
-    };
-    if new.is_null() || free.is_null() {
-        return Err(missing());
-    }
+    let (_, new) = cpu_function(cpu, c"ggml_threadpool_new").ok_or_else(missing)?;
+    let (_, free) = cpu_function(cpu, c"ggml_threadpool_free").ok_or_else(missing)?;
     // SAFETY: the CPU back end returns exactly these two functions under these names
     // (ggml-cpu.cpp), with the signatures of `ggml_threadpool_new` and `ggml_threadpool_free`
     // in ggml-cpu.h; both pointers are non-null.
@@ -262,9 +257,9 @@ pub(crate) fn thread_pool_functions() -> Result<ThreadPoolFunctions, EngineError
             new: std::mem::transmute::<
                 *mut c_void,
                 unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool,
-            >(new),
+            >(new.as_ptr()),
             free: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut sys::ggml_threadpool)>(
-                free,
+                free.as_ptr(),
             ),
         }
     })
