@@ -172,3 +172,12 @@ pub fn tiny_pack() -> Option<&'static (tempfile::TempDir, exitwise::pack::Adapte
     })
     .as_ref()
 }
+
+/// The compiled-in pack's best layer, numbered from 1 as every answer numbers layers: the layer
+/// `full` answers with.
+pub fn answering_layer() -> u64 {
+    let pack = exitwise::pack::AdapterPack::embedded()
+        .expect("a compiled-in pack")
+        .expect("the compiled-in pack loads");
+    pack.manifest.best_layer as u64 + 1
+}

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::{TestModel, exitwise, model_path, text};
+use crate::common::{TestModel, answering_layer, exitwise, model_path, text};
 
 /// 20 labelled reviews: the fixtures' train and dev files.
 fn twenty_reviews(dir: &Path) -> std::path::PathBuf {
@@ -149,12 +149,7 @@ fn eval_runs_every_policy_and_its_figures_match_the_documents() {
         1.0
     );
     // Layers are numbered from 1 in every output: `full` answers with the pack's best layer.
-    let answering_layer = exitwise::pack::AdapterPack::embedded()
-        .expect("a compiled-in pack")
-        .expect("the compiled-in pack loads")
-        .manifest
-        .best_layer as u64
-        + 1;
+    let answering_layer = answering_layer();
     assert_eq!(
         number(&report["policies"]["full"], "mean_exit_layer"),
         answering_layer as f64

@@ -17,7 +17,7 @@ use exitwise::server::metrics::Metrics;
 use exitwise::server::worker::{Worker, WorkerOptions};
 use exitwise::server::{AppState, Limits, router};
 
-use crate::common::{TestModel, exitwise, model_path, text};
+use crate::common::{TestModel, answering_layer, exitwise, model_path, text};
 
 /// A started server state (model loaded) with `queue` places and at most 3 texts a request.
 fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<AppState>> {
@@ -591,12 +591,4 @@ fn serve_adopts_the_socket_passed_by_systemd_and_answers_a_request_sent_after_si
         stderr.contains("listening on the socket passed by systemd"),
         "{stderr}"
     );
-}
-
-/// The compiled-in pack's best layer, numbered from 1 as every answer numbers layers.
-fn answering_layer() -> u64 {
-    let pack = AdapterPack::embedded()
-        .expect("a compiled-in pack")
-        .expect("the compiled-in pack loads");
-    pack.manifest.best_layer as u64 + 1
 }
