@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::{HeaderValue, header};
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// How long a connection accepted before the shutdown may take to send its first request.
@@ -32,25 +33,6 @@ pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 /// completed arrive within microseconds; the bound keeps a flood of new ones from delaying the
 /// shutdown.
 const BACKLOG_DRAIN: Duration = Duration::from_millis(20);
-
-/// Whether a connection has begun a request, and a wake-up for the task waiting on it.
-#[derive(Default)]
-struct FirstRequest {
-    started: AtomicBool,
-    notify: Notify,
-}
-
-impl FirstRequest {
-    fn mark_started(&self) {
-        if !self.started.swap(true, Ordering::AcqRel) {
-            self.notify.notify_one();
-        }
-    }
-
-    fn has_started(&self) -> bool {
-        self.started.load(Ordering::Acquire)
-    }
-}
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, answers every
 /// request of the accepted connections (see the module documentation) and returns when the
@@ -72,13 +54,14 @@ where
         // Reap finished connections so a long-running server does not keep their results.
         while connections.try_join_next().is_some() {}
     }
-    // Connections already in the accept queue were accepted by the kernel: answer them rather
-    // than reset them when the listener closes.
+    // From here on every answer closes its connection; then the connections already in the
+    // accept queue (accepted by the kernel) are taken, to be answered rather than reset when the
+    // listener closes.
+    let _ = stopping.send(true);
     while let Ok((io, _)) = tokio::time::timeout(BACKLOG_DRAIN, listener.accept()).await {
         connections.spawn(serve_connection(io, app.clone(), stop_signal.clone()));
     }
     drop(listener);
-    let _ = stopping.send(true);
     tracing::debug!("waiting for {} connection(s) to finish", connections.len());
     while connections.join_next().await.is_some() {}
 }
@@ -89,13 +72,25 @@ async fn serve_connection<Io>(io: Io, app: Router, mut stop_signal: watch::Recei
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let first_request = Arc::new(FirstRequest::default());
+    let first_request = Arc::new(AtomicBool::new(false));
     let service = {
         let first_request = Arc::clone(&first_request);
+        let stop_signal = stop_signal.clone();
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            first_request.mark_started();
+            first_request.store(true, Ordering::Release);
             let mut router = app.clone();
-            async move { tower_service::Service::call(&mut router, request.map(Body::new)).await }
+            let stop_signal = stop_signal.clone();
+            async move {
+                let mut response =
+                    tower_service::Service::call(&mut router, request.map(Body::new)).await?;
+                // An answer given once the shutdown has begun is the connection's last one.
+                if *stop_signal.borrow() {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         })
     };
     let connection =
@@ -117,19 +112,18 @@ where
         }
         () = stopping => {}
     }
-    // Phase 2: a connection that has not begun a request may still be sending it.
-    if !first_request.has_started() {
-        let begun = first_request.notify.notified();
+    // Phase 2: a connection that has not begun a request may still be sending it; its answer
+    // closes it (see the service above).
+    if !first_request.load(Ordering::Acquire) {
         tokio::select! {
             result = connection.as_mut() => {
                 log_connection_end(result);
                 return;
             }
-            () = begun => {}
             () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
         }
     }
-    // Phase 3: the request in progress is answered; an idle connection closes now.
+    // Phase 3: a request in progress is answered; an idle connection closes now.
     connection.as_mut().graceful_shutdown();
     log_connection_end(connection.await);
 }

@@ -561,7 +561,16 @@ fn serve_adopts_the_socket_passed_by_systemd_and_answers_a_request_sent_after_si
         .status()
         .expect("sh starts");
     assert!(signal.success());
-    std::thread::sleep(Duration::from_millis(300));
+    // Send only once the shutdown has begun, which shows as the listener refusing new
+    // connections: a loaded machine may take a while to handle the signal.
+    let stopping = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            stopping.elapsed() < Duration::from_secs(30),
+            "the server still accepts connections 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     late_sender
         .write_all(
             format!(
