@@ -90,14 +90,9 @@ run completions bash >"$stage/share/bash-completion/completions/exitwise"
 run completions zsh >"$stage/share/zsh/vendor-completions/_exitwise"
 run completions fish >"$stage/share/fish/vendor_completions.d/exitwise.fish"
 
-mkdir -p "$stage/share/exitwise/adapters"
-for pack in adapters/*/; do
-  [ -f "$pack/adapter.toml" ] || continue
-  mkdir -p "$stage/share/exitwise/adapters/$(basename "$pack")"
-  cp "$pack"/adapter.toml "$pack"/heads.safetensors "$stage/share/exitwise/adapters/$(basename "$pack")/"
-  [ -f "$pack/README.md" ] && cp "$pack/README.md" "$stage/share/exitwise/adapters/$(basename "$pack")/"
-done
-cp adapters/README.md "$stage/share/exitwise/adapters/README.md"
+# The packs (each an adapter.toml and a heads.safetensors) and their README.
+mkdir -p "$stage/share/exitwise"
+cp -r adapters "$stage/share/exitwise/adapters"
 if [ "$WITH_MODELS" = 1 ]; then
   mkdir -p "$stage/share/exitwise/models"
   for model in models/*.gguf; do
@@ -122,8 +117,6 @@ echo "== Debian package"
 deb=$OUT/deb
 mkdir -p "$deb/DEBIAN" "$deb/usr" "$deb/etc"
 cp -a "$stage/bin" "$stage/lib" "$stage/share" "$deb/usr/"
-mv "$deb/usr/lib/systemd" "$deb/usr/lib/systemd.tmp" && mkdir -p "$deb/usr/lib/systemd" &&
-  mv "$deb/usr/lib/systemd.tmp/system" "$deb/usr/lib/systemd/system" && rmdir "$deb/usr/lib/systemd.tmp"
 # The packaged binary lives in /usr/bin, not /usr/local/bin.
 sed -i 's|^ExecStart=/usr/local/bin/exitwise|ExecStart=/usr/bin/exitwise|' "$deb/usr/lib/systemd/system/exitwise.service"
 cp -a "$stage/etc/exitwise" "$deb/etc/"
