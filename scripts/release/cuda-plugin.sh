@@ -3,14 +3,16 @@
 # llama.cpp source as the release. Copy it next to the CPU libraries of an installed release
 # (`lib/exitwise/`, for the Debian package `/usr/lib/exitwise/`): the binary loads it at start,
 # `exitwise inspect` lists the GPU, and `--gpu-layers` offloads to it (default: every layer).
-# The machine that runs it needs NVIDIA's driver and the CUDA runtime and cuBLAS libraries
-# (libcudart.so.12, libcublas.so.12), e.g. from the distribution or NVIDIA's packages.
+# The machine that runs it needs NVIDIA's driver and the CUDA runtime and cuBLAS libraries of
+# the toolkit it was built with (for CUDA 13: libcudart.so.13, libcublas.so.13 and
+# libcublasLt.so.13, and a driver of the 580 series or newer), e.g. from the distribution,
+# NVIDIA's packages or the same wheels (`pip install nvidia-cuda-runtime nvidia-cublas`).
 #
-# Needs a CUDA 12 toolkit: CUDA_HOME (default /usr/local/cuda), or CUDA_FROM_PIP=1 to assemble
-# one from NVIDIA's wheels on the Python package registry (nvcc, runtime, cuBLAS, CCCL) under
-# target/cuda-toolkit. CUDA_ARCHITECTURES chooses the GPUs compiled for (CMake's syntax; the
-# default covers Turing to Hopper; one architecture, e.g. `90-real`, compiles several times
-# faster). Not part of CI.
+# Needs a CUDA toolkit: CUDA_HOME (default /usr/local/cuda), or CUDA_FROM_PIP=1 to assemble a
+# CUDA 13 one from NVIDIA's wheels on the Python package registry (nvcc, runtime, cuBLAS,
+# CCCL) under target/cuda-toolkit. CUDA_ARCHITECTURES chooses the GPUs compiled for (CMake's
+# syntax; the default covers Turing to Hopper; one architecture, e.g. `90-real`, compiles
+# several times faster). Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -18,27 +20,28 @@ ARCHITECTURES=${CUDA_ARCHITECTURES:-75-virtual;80-virtual;86-real;89-real;90-rea
 BUILD=$ROOT/target/cuda-plugin
 
 if [ "${CUDA_FROM_PIP:-0}" = 1 ]; then
-  wheels=$ROOT/target/cuda-toolkit/wheels
-  CUDA_HOME=$ROOT/target/cuda-toolkit/root
+  # NVIDIA's CUDA 13 wheels hold a complete toolkit under `nvidia/cu13` (nvcc, cicc, ptxas,
+  # the headers, cudart and cuBLAS); the CUDA 12 compiler wheel carries only ptxas, no nvcc.
+  # 13.0: the CCCL of later 13.x releases no longer compiles this llama.cpp's argsort.cu
+  # (`cuda::make_strided_iterator` not found with CCCL 13.3).
+  wheels=$ROOT/target/cuda-toolkit/wheels-13
+  CUDA_HOME=$wheels/nvidia/cu13
   if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
     echo "== assembling a CUDA toolkit from NVIDIA's wheels in $CUDA_HOME"
+    rm -rf "$wheels"
     python3 -m pip install --quiet --no-deps --target "$wheels" \
-      'nvidia-cuda-nvcc-cu12==12.9.*' 'nvidia-cuda-runtime-cu12==12.9.*' \
-      'nvidia-cublas-cu12==12.9.*' 'nvidia-cuda-cccl-cu12==12.9.*'
-    rm -rf "$CUDA_HOME"
-    mkdir -p "$CUDA_HOME/bin" "$CUDA_HOME/include" "$CUDA_HOME/lib64"
-    for part in cuda_nvcc cuda_runtime cublas cuda_cccl; do
-      source=$wheels/nvidia/$part
-      [ -d "$source/bin" ] && cp -a "$source/bin/." "$CUDA_HOME/bin/"
-      [ -d "$source/include" ] && cp -a "$source/include/." "$CUDA_HOME/include/"
-      [ -d "$source/lib" ] && cp -a "$source/lib/." "$CUDA_HOME/lib64/"
-      [ -d "$source/nvvm" ] && cp -a "$source/nvvm" "$CUDA_HOME/"
-    done
+      'nvidia-cuda-nvcc==13.0.*' 'nvidia-cuda-crt==13.0.*' 'nvidia-nvvm==13.0.*' \
+      'nvidia-cuda-runtime==13.0.*' 'nvidia-cublas==13.0.*' 'nvidia-cuda-cccl==13.0.*'
     # The wheels carry only the versioned libraries; the linker looks for the plain names.
-    for library in "$CUDA_HOME"/lib64/lib*.so.*; do
+    for library in "$CUDA_HOME"/lib/lib*.so.*; do
       plain=${library%%.so.*}.so
       [ -e "$plain" ] || ln -s "$(basename "$library")" "$plain"
     done
+    # nvcc 13.0 looks for its headers and libraries in the toolkit's usual
+    # `targets/x86_64-linux` folder, which the wheels do not have.
+    mkdir -p "$CUDA_HOME/targets/x86_64-linux"
+    ln -sfn ../../include "$CUDA_HOME/targets/x86_64-linux/include"
+    ln -sfn ../../lib "$CUDA_HOME/targets/x86_64-linux/lib"
     chmod +x "$CUDA_HOME"/bin/* "$CUDA_HOME"/nvvm/bin/* 2>/dev/null || true
   fi
 fi

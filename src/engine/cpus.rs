@@ -257,8 +257,13 @@ impl ThreadGovernor {
         }
         if let Some(sample) = CpuSample::now() {
             if let Some((_, earlier)) = &self.last {
-                self.current =
-                    threads_for(self.most, sample.cpus, sample.others_busy_since(earlier));
+                let others_busy = sample.others_busy_since(earlier);
+                self.current = threads_for(self.most, sample.cpus, others_busy);
+                tracing::debug!(
+                    "other processes kept {others_busy:.2} of {} CPUs busy: {} thread(s)",
+                    sample.cpus,
+                    self.current
+                );
             }
             self.last = Some((now, sample));
         }

@@ -78,11 +78,34 @@ struct ThreadPoolHandle {
     free: unsafe extern "C" fn(*mut sys::ggml_threadpool),
 }
 
+impl ThreadPoolHandle {
+    /// Starts a pool of `threads` threads that poll for work at level `poll` (0–100).
+    fn start(threads: usize, poll: u32) -> Result<Self, EngineError> {
+        let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
+        // SAFETY: plain constructor; returns a struct by value.
+        let mut pool_params = unsafe { sys::ggml_threadpool_params_default(threads_c) };
+        pool_params.poll = poll.min(100);
+        let functions = backend::thread_pool_functions()?;
+        // SAFETY: `pool_params` is a valid, initialised parameter struct for the call, and
+        // `functions.new` is the CPU back end's `ggml_threadpool_new`.
+        let pool = unsafe { (functions.new)(&raw mut pool_params) };
+        NonNull::new(pool)
+            .map(|pool| ThreadPoolHandle {
+                pool,
+                free: functions.free,
+            })
+            .ok_or_else(|| EngineError::ContextCreation {
+                reason: Some(format!("cannot start a pool of {threads} threads")),
+            })
+    }
+}
+
 impl Drop for ThreadPoolHandle {
     fn drop(&mut self) {
         // SAFETY: created by the CPU back end's `ggml_threadpool_new`, freed exactly once here
         // with the same back end's `ggml_threadpool_free`, after the context that used it (field
-        // order in `Session`).
+        // order in `Session`) or after the back end switched to another pool
+        // (`Session::retired_thread_pools`).
         unsafe { (self.free)(self.pool.as_ptr()) };
     }
 }
@@ -131,7 +154,11 @@ pub struct Session<'model> {
     // Field order is drop order: the context must be freed before the thread pool it runs on
     // and the tap state its callback points to.
     context: ContextHandle,
-    _thread_pool: ThreadPoolHandle,
+    thread_pool: ThreadPoolHandle,
+    /// Pools replaced by [`Self::set_threads`] that the CPU back end may still point to: it
+    /// keeps the pool of its last computation and pauses that pool when the next computation
+    /// switches to the new one, so a replaced pool lives until a computation has run since.
+    retired_thread_pools: Vec<ThreadPoolHandle>,
     tap: Option<TapHandle>,
     batch: BatchHandle,
     model: &'model Model,
@@ -139,6 +166,8 @@ pub struct Session<'model> {
     complete_layers: usize,
     capacity: usize,
     threads: usize,
+    /// The polling level of the pool's threads.
+    poll: u32,
     /// Chooses the thread count when the options did not fix it.
     governor: Option<super::cpus::ThreadGovernor>,
 }
@@ -188,25 +217,12 @@ impl<'model> Session<'model> {
                     reason: backend::take_last_problem(),
                 })?;
 
-        // SAFETY: plain constructor; returns a struct by value.
-        let mut pool_params = unsafe { sys::ggml_threadpool_params_default(threads_c) };
-        pool_params.poll = options
+        let poll = options
             .poll
             .or_else(|| std::env::var(POLL_VARIABLE).ok()?.parse().ok())
             .unwrap_or(DEFAULT_POLL)
             .min(100);
-        let functions = backend::thread_pool_functions()?;
-        // SAFETY: `pool_params` is a valid, initialised parameter struct for the call, and
-        // `functions.new` is the CPU back end's `ggml_threadpool_new`.
-        let pool = unsafe { (functions.new)(&raw mut pool_params) };
-        let thread_pool = NonNull::new(pool)
-            .map(|pool| ThreadPoolHandle {
-                pool,
-                free: functions.free,
-            })
-            .ok_or_else(|| EngineError::ContextCreation {
-                reason: Some(format!("cannot start a pool of {threads} threads")),
-            })?;
+        let thread_pool = ThreadPoolHandle::start(threads, poll)?;
         // SAFETY: both handles are valid; the context keeps the pointer until it is freed,
         // which happens before the pool is freed (field order).
         unsafe {
@@ -224,7 +240,8 @@ impl<'model> Session<'model> {
 
         Ok(Session {
             context,
-            _thread_pool: thread_pool,
+            thread_pool,
+            retired_thread_pools: Vec::new(),
             governor: fixed_threads
                 .is_none()
                 .then(|| super::cpus::ThreadGovernor::new(threads)),
@@ -235,6 +252,7 @@ impl<'model> Session<'model> {
             complete_layers: model.layers(),
             capacity,
             threads,
+            poll,
         })
     }
 
@@ -269,15 +287,13 @@ impl<'model> Session<'model> {
 
     /// Starts a new document: forgets every token in the KV cache.
     pub fn reset(&mut self) {
-        if let Some(governor) = &mut self.governor {
-            let threads = governor.threads();
-            if threads != self.threads {
-                let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
-                // SAFETY: the context is valid; the count is at least 1 and at most the
-                // pool's size (the governor never exceeds the count the pool was made with).
-                unsafe { sys::llama_set_n_threads(self.context.0.as_ptr(), threads_c, threads_c) };
-                self.threads = threads;
-            }
+        let chosen = self
+            .governor
+            .as_mut()
+            .map(super::cpus::ThreadGovernor::threads);
+        if let Some(threads) = chosen.filter(|&threads| threads != self.threads) {
+            // Without a new pool the old one goes on: a slower document, not a failed one.
+            let _ = self.set_threads(threads);
         }
         // SAFETY: the context is valid; its memory handle is owned by the context and only used
         // for this call. Clearing metadata only (`data == false`) is enough: freed cells are
@@ -290,6 +306,35 @@ impl<'model> Session<'model> {
         }
         self.position = 0;
         self.complete_layers = self.model.layers();
+    }
+
+    /// Computes from now on with a new pool of `threads` threads (at least one). Without a
+    /// fixed thread count the governor may change it again at the next [`Self::reset`].
+    ///
+    /// A new pool rather than fewer threads of the old one: ggml's idle pool threads poll for
+    /// work after every graph computation whether or not the computation used them, so a pool
+    /// told to use one of its two threads still keeps two CPUs busy, which is what the governor
+    /// lowers the count to avoid. When no new pool can be started, the old one stays.
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), EngineError> {
+        let threads = threads.max(1);
+        let pool = ThreadPoolHandle::start(threads, self.poll)?;
+        let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
+        // SAFETY: the context and the new pool are valid; no computation is running (this
+        // runs between decodes, on the session's only thread). The new pool lives in the
+        // session until after the context is freed (field order) or, once replaced, until a
+        // computation has switched the CPU back end away from it (`retired_thread_pools`).
+        unsafe {
+            sys::llama_attach_threadpool(
+                self.context.0.as_ptr(),
+                pool.pool.as_ptr(),
+                pool.pool.as_ptr(),
+            );
+            sys::llama_set_n_threads(self.context.0.as_ptr(), threads_c, threads_c);
+        }
+        let replaced = std::mem::replace(&mut self.thread_pool, pool);
+        self.retired_thread_pools.push(replaced);
+        self.threads = threads;
+        Ok(())
     }
 
     /// Decodes `tokens` after those already in the cache, handing each layer's hidden states to
@@ -400,7 +445,11 @@ impl<'model> Session<'model> {
         // SAFETY: the context is valid and used from this thread only (`&mut self`); the batch
         // was filled by `fill_batch` with `n_tokens` valid entries within its capacity.
         let code = unsafe { sys::llama_decode(self.context.0.as_ptr(), self.batch.batch) };
-        if code != 0 {
+        if code == 0 {
+            // A computation ran on the current pool: the CPU back end no longer points to the
+            // replaced ones (after a failed decode it may, so they stay).
+            self.retired_thread_pools.clear();
+        } else {
             // llama.cpp restores the cache on errors other than aborts; the document cannot go
             // on either way, so start clean.
             self.reset();

@@ -171,6 +171,35 @@ fn hidden_states_up_to_the_stop_are_identical_with_and_without_it() {
 }
 
 #[test]
+fn a_new_thread_count_computes_the_same_hidden_states() {
+    for_each_model(|model| {
+        let tokens = tokens_of(model, REVIEW);
+        let mut session = session(model, 256);
+        let mut one_thread = Recorder::default();
+        session
+            .feed(&tokens, &mut one_thread)
+            .expect("decode on one thread");
+        for threads in [2, 1] {
+            session.set_threads(threads).expect("new thread pool");
+            assert_eq!(session.threads(), threads);
+            session.reset();
+            let mut again = Recorder::default();
+            session
+                .feed(&tokens, &mut again)
+                .expect("decode after the change");
+            assert_eq!(again.layers, one_thread.layers);
+            for layer in 0..model.layers() {
+                let similarity = cosine(&one_thread.last_token(layer), &again.last_token(layer));
+                assert!(
+                    similarity > 0.99999,
+                    "{threads} thread(s), layer {layer}: cosine {similarity}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
 fn sentence_by_sentence_matches_the_whole_document_at_once() {
     for_each_model(|model| {
         let layers = model.layers();
