@@ -20,10 +20,11 @@ pub struct GlobalOptions {
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 
-    /// Layers to offload to the GPU (needs a build with `--features cuda`, `metal` or
-    /// `vulkan`)
+    /// Layers to offload to the GPU (needs a GPU back end: a release with the CUDA plug-in
+    /// beside its CPU libraries, or a build with `--features cuda`, `metal` or `vulkan`)
     ///
-    /// Default: all layers on GPU builds, 0 on CPU builds.
+    /// Default: all layers when a GPU back end found a device (`exitwise inspect` lists it), 0
+    /// otherwise.
     #[arg(long, global = true, value_name = "N")]
     gpu_layers: Option<u32>,
 

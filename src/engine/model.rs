@@ -16,8 +16,8 @@ pub type Token = sys::llama_token;
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct ModelOptions {
-    /// Layers to offload to the GPU. `None`: all of them when this build has a GPU back end,
-    /// none otherwise.
+    /// Layers to offload to the GPU. `None`: all of them when a GPU back end (compiled in or
+    /// loaded as a plug-in) found a device, none otherwise.
     pub gpu_layers: Option<u32>,
 }
 
