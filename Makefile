@@ -5,6 +5,8 @@
 #   make dist  the release: a tarball and a Debian package for any x86-64 Linux (dist/)
 #   make dist-test  tries them in a fresh folder with an empty HOME (as CI does)
 #   make cuda-plugin  the CUDA back end as a library for the release (needs a CUDA toolkit)
+#   make vulkan-plugin  the Vulkan back end as a library for the release (needs glslc and
+#                     the Vulkan headers)
 SHELL := /bin/bash
 CARGO ?= cargo
 EXITWISE := target/release/exitwise
@@ -12,7 +14,7 @@ EXITWISE := target/release/exitwise
 APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test setup system-deps build models lint bench clean dist dist-test cuda-plugin
+.PHONY: run test setup system-deps build models lint bench clean dist dist-test cuda-plugin vulkan-plugin
 
 run: setup
 	$(EXITWISE) inspect
@@ -65,9 +67,12 @@ dist-test: dist models
 	@command -v curl >/dev/null || $(SUDO) apt-get install -y -q --no-install-recommends curl
 	scripts/release/smoke-test.sh models/gemma3-270m.gguf
 
-# ggml's CUDA back end as a library beside the release's CPU ones (scripts/release/cuda-plugin.sh).
+# ggml's GPU back ends as libraries beside the release's CPU ones (scripts/release/gpu-plugin.sh).
 cuda-plugin:
-	scripts/release/cuda-plugin.sh
+	scripts/release/gpu-plugin.sh cuda
+
+vulkan-plugin:
+	scripts/release/gpu-plugin.sh vulkan
 
 clean:
 	$(CARGO) clean

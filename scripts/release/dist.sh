@@ -61,7 +61,9 @@ library_folder=$(ls -dt "$TARGET_DIR"/release/build/llama-cpp-sys-2-*/out/lib 2>
 done)
 [ -n "$library_folder" ] || { echo "error: no libllama.so under $TARGET_DIR/release/build" >&2; exit 2; }
 
-rm -rf "$OUT"
+# Only this script's own artefacts are replaced: `dist/plugins/` holds the GPU plug-ins
+# (`make cuda-plugin`, `make vulkan-plugin`), which take far longer to build than the release.
+rm -rf "$OUT/$NAME" "$OUT/$NAME.tar.gz" "$OUT"/exitwise_*_amd64.deb "$OUT/SHA256SUMS"
 mkdir -p "$OUT"
 stage=$OUT/$NAME
 echo "== staging $stage"

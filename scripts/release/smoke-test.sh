@@ -67,6 +67,22 @@ tar -xzf "$TARBALL" -C "$WORK/unpacked"
 (cd "$WORK/unpacked/exitwise-$VERSION-x86_64-linux" && sha256sum --check --quiet SHA256SUMS)
 check_installation "$WORK/unpacked/exitwise-$VERSION-x86_64-linux/bin/exitwise" "tarball"
 
+# A GPU plug-in that cannot be loaded (here not a library at all; on a real machine, say, one
+# whose CUDA runtime is missing) is named with the loader's reason, not skipped in silence,
+# and `--gpu-layers` falls back to the CPU with a warning.
+echo "== tarball with a GPU plug-in that cannot load"
+unpacked=$WORK/unpacked/exitwise-$VERSION-x86_64-linux
+printf 'not a library\n' >"$unpacked/lib/exitwise/libggml-cuda.so"
+clean "$unpacked/bin/exitwise" inspect --model "$MODEL" | tee "$WORK/inspect.txt"
+grep -q '^gpu plug-ins    libggml-cuda.so (not loaded: ' "$WORK/inspect.txt" ||
+  fail "inspect does not report the plug-in that failed to load"
+clean "$unpacked/bin/exitwise" classify --model "$MODEL" --gpu-layers 4 "$WORK/review.txt" \
+  2>"$WORK/gpu-layers.log" | tee "$WORK/classify.jsonl"
+cat "$WORK/gpu-layers.log"
+grep -q '"label":"pos"' "$WORK/classify.jsonl" || fail "classify with --gpu-layers and no GPU did not answer"
+grep -q 'no GPU device' "$WORK/gpu-layers.log" || fail "--gpu-layers without a GPU gave no warning"
+rm "$unpacked/lib/exitwise/libggml-cuda.so"
+
 dpkg-deb --info "$DEB" | sed -n '/Package:/,/Depends:/p'
 dpkg-deb -x "$DEB" "$WORK/deb"
 for path in usr/bin/exitwise usr/share/man/man1/exitwise.1.gz usr/lib/systemd/system/exitwise.service \

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use exitwise::exit::PolicyKind;
+use exitwise::exit::calibration::WHOLE_DOCUMENT_PASS_TOKENS;
 use exitwise::heads::LayerReport;
 use exitwise::pack::PackManifest;
 
@@ -77,6 +78,8 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
                 (config.depth_cap + 1).to_string(),
                 if config.min_pass_tokens == 0 {
                     "1 sent".to_string()
+                } else if config.min_pass_tokens >= WHOLE_DOCUMENT_PASS_TOKENS {
+                    "doc".to_string()
                 } else {
                     format!("≥{}", config.min_pass_tokens)
                 },

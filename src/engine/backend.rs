@@ -40,6 +40,64 @@ pub struct BackendReport {
     pub cpu_features: Vec<String>,
     /// GPU devices llama.cpp can offload to (`CUDA0: NVIDIA H200`); empty on CPU-only builds.
     pub gpu_devices: Vec<String>,
+    /// The GPU back-end libraries (plug-ins) found beside a portable build's CPU libraries, and
+    /// what became of each; empty for a native build.
+    pub gpu_plugins: Vec<GpuPlugin>,
+    /// The folder a portable build loaded its back ends from.
+    pub backend_folder: Option<PathBuf>,
+}
+
+/// A GPU back-end library found in the back-end folder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GpuPlugin {
+    /// Its file name (`libggml-cuda.so`).
+    pub library: String,
+    /// Whether ggml loaded and registered it.
+    pub loaded: bool,
+    /// The devices it offers (0 when not loaded, or loaded without a usable GPU or driver).
+    pub devices: usize,
+    /// Why it is not loaded or offers no device, as the loader or the back end said it
+    /// (`libcudart.so.13: cannot open shared object file: No such file or directory`).
+    pub problem: Option<String>,
+}
+
+impl std::fmt::Display for GpuPlugin {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let devices = match self.devices {
+            1 => "1 device".to_string(),
+            count => format!("{count} devices"),
+        };
+        match (self.loaded, &self.problem) {
+            (false, Some(problem)) => write!(formatter, "{} (not loaded: {problem})", self.library),
+            (false, None) => write!(formatter, "{} (not loaded)", self.library),
+            (true, Some(problem)) if self.devices == 0 => {
+                write!(formatter, "{} (loaded, no device: {problem})", self.library)
+            }
+            (true, _) => write!(formatter, "{} (loaded, {devices})", self.library),
+        }
+    }
+}
+
+/// The back ends ggml loads from a folder by name (`ggml_backend_load_all_from_path`) that
+/// drive a GPU or accelerator: their libraries are `libggml-NAME.so` or `libggml-NAME-*.so`.
+const GPU_BACKEND_NAMES: [&str; 8] = [
+    "cuda", "vulkan", "hip", "musa", "sycl", "opencl", "cann", "metal",
+];
+
+/// Whether `file_name` is a GPU back-end library ggml would load from a back-end folder.
+fn is_gpu_plugin(file_name: &str) -> bool {
+    let Some(stem) = file_name
+        .strip_prefix("libggml-")
+        .and_then(|rest| rest.strip_suffix(".so"))
+    else {
+        return false;
+    };
+    GPU_BACKEND_NAMES.iter().any(|name| {
+        stem == *name
+            || stem
+                .strip_prefix(name)
+                .is_some_and(|variant| variant.starts_with('-'))
+    })
 }
 
 /// Initialises llama.cpp's back ends and log routing exactly once per process, and says what
@@ -58,9 +116,12 @@ pub(crate) fn ensure_initialized() -> Result<&'static BackendReport, EngineError
         // SAFETY: called once per process (guarded by `INIT`), before any other llama.cpp use.
         unsafe { sys::llama_backend_init() };
         let mut searched = Vec::new();
+        let mut load_problem = None;
         if cpu_device().is_none() {
             for folder in backend_folders() {
+                clear_last_problem();
                 load_backends_from(&folder);
+                load_problem = take_last_problem();
                 searched.push(folder);
                 if cpu_device().is_some() {
                     break;
@@ -68,7 +129,18 @@ pub(crate) fn ensure_initialized() -> Result<&'static BackendReport, EngineError
             }
         }
         match cpu_device() {
-            Some(cpu) => Ok(describe(cpu)),
+            Some(cpu) => {
+                let folder = searched.pop();
+                let gpu_plugins = folder.as_deref().map_or_else(Vec::new, |folder| {
+                    gpu_plugins_in(folder, load_problem.as_deref())
+                });
+                Ok(BackendReport {
+                    gpu_plugins,
+                    // `…/bin/../lib/exitwise` reads better as `…/lib/exitwise`.
+                    backend_folder: folder.map(|folder| folder.canonicalize().unwrap_or(folder)),
+                    ..describe(cpu)
+                })
+            }
             None => Err(searched),
         }
     });
@@ -83,6 +155,25 @@ pub(crate) fn ensure_initialized() -> Result<&'static BackendReport, EngineError
 /// build with a GPU back-end library installed).
 pub(crate) fn has_gpu_device() -> bool {
     ensure_initialized().is_ok_and(|report| !report.gpu_devices.is_empty())
+}
+
+impl BackendReport {
+    /// Why no GPU device is available (for messages when one was asked for): the build has no
+    /// GPU back end, no plug-in is installed, or what became of each plug-in.
+    pub fn why_no_gpu(&self) -> String {
+        match (&self.backend_folder, self.gpu_plugins.as_slice()) {
+            (None, _) if super::compiled_backends().len() > 1 => {
+                "the GPU back end built in found no device".to_string()
+            }
+            (None, _) => "this build has no GPU back end".to_string(),
+            (Some(folder), []) => format!("no GPU plug-in in `{}`", folder.display()),
+            (Some(_), plugins) => plugins
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
 }
 
 /// The folders a portable build loads its back-end libraries from, in order.
@@ -108,6 +199,94 @@ fn load_backends_from(folder: &Path) {
     unsafe { sys::ggml_backend_load_all_from_path(folder_c.as_ptr()) };
 }
 
+/// The GPU plug-ins in `folder` and what became of each. ggml loads a back-end folder
+/// silently in release builds, so a plug-in that cannot be loaded (a missing CUDA runtime, a
+/// library built for another ggml) would vanish without a word: each one that did not register
+/// is loaded once more, by path, to hear the loader's reason. `load_problem` is the first
+/// problem logged while the folder was loaded (a back end that loads but finds no device says
+/// why there, e.g. `failed to initialize CUDA: CUDA driver version is insufficient…`).
+fn gpu_plugins_in(folder: &Path, load_problem: Option<&str>) -> Vec<GpuPlugin> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut libraries: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| is_gpu_plugin(name))
+        .collect();
+    libraries.sort();
+    libraries
+        .into_iter()
+        .map(|library| {
+            let path = folder.join(&library);
+            let mut problem = None;
+            let mut registry = loaded_registry(&library);
+            if registry.is_none() {
+                clear_last_problem();
+                load_backend_library(&path);
+                problem = take_last_problem().map(|reason| loader_reason(&reason, &path));
+                registry = loaded_registry(&library);
+            }
+            let devices = registry.map_or(0, |registry| {
+                // SAFETY: `registry` is a registered back end, alive for the whole process.
+                unsafe { sys::ggml_backend_reg_dev_count(registry.as_ptr()) }
+            });
+            if registry.is_some() && devices == 0 {
+                problem = load_problem
+                    .filter(|reason| mentions_backend(reason, &library))
+                    .map(str::to_string);
+            }
+            GpuPlugin {
+                library,
+                loaded: registry.is_some(),
+                devices,
+                problem,
+            }
+        })
+        .collect()
+}
+
+/// The registry of the back end ggml reported loading from `library` (a file name).
+fn loaded_registry(library: &str) -> Option<std::ptr::NonNull<sys::ggml_backend_reg>> {
+    let loaded = LOADED_LIBRARIES
+        .lock()
+        .map(|libraries| libraries.clone())
+        .unwrap_or_default();
+    let name = loaded.iter().find_map(|line| {
+        let (name, path) = line.split_once(" backend from ")?;
+        (Path::new(path).file_name()? == library).then(|| name.to_string())
+    })?;
+    let name = CString::new(name).ok()?;
+    // SAFETY: `name` is NUL-terminated; the registry returned, if any, lives for the process.
+    std::ptr::NonNull::new(unsafe { sys::ggml_backend_reg_by_name(name.as_ptr()) })
+}
+
+/// Loads one back-end library by path, logging why when it cannot (unlike a folder load).
+fn load_backend_library(path: &Path) {
+    let Some(path_c) = path.to_str().and_then(|text| CString::new(text).ok()) else {
+        return;
+    };
+    // SAFETY: `path_c` is NUL-terminated and outlives the call. The file is one ggml itself
+    // tried to load from the back-end folder (a `libggml-NAME.so` of a known back end); a
+    // library that fails to load or initialise is logged and not registered.
+    unsafe { sys::ggml_backend_load(path_c.as_ptr()) };
+}
+
+/// The loader's own words from ggml's "failed to load PATH: REASON".
+fn loader_reason(reason: &str, path: &Path) -> String {
+    let prefix = format!("failed to load {}: ", path.display());
+    reason.strip_prefix(&prefix).unwrap_or(reason).to_string()
+}
+
+/// Whether a logged problem is about the back end of `library` (`libggml-cuda.so` →
+/// `ggml_cuda_init: …`, `failed to initialize CUDA: …`).
+fn mentions_backend(reason: &str, library: &str) -> bool {
+    let name = library
+        .strip_prefix("libggml-")
+        .and_then(|rest| rest.split(['-', '.']).next())
+        .unwrap_or(library);
+    reason.to_lowercase().contains(name)
+}
+
 /// The CPU device, once a CPU back end is registered.
 fn cpu_device() -> Option<NonNullDevice> {
     // SAFETY: plain query of ggml's registry; returns null when no CPU back end is registered.
@@ -128,6 +307,8 @@ fn describe(cpu: NonNullDevice) -> BackendReport {
         cpu: cpu_library.unwrap_or_else(|| "built in".to_string()),
         cpu_features: cpu_features(cpu),
         gpu_devices: gpu_devices(),
+        gpu_plugins: Vec::new(),
+        backend_folder: None,
     }
 }
 
@@ -346,7 +527,80 @@ fn user_facing_reason(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{loaded_library, user_facing_reason};
+    use super::{
+        GpuPlugin, is_gpu_plugin, loaded_library, loader_reason, mentions_backend,
+        user_facing_reason,
+    };
+    use std::path::Path;
+
+    #[test]
+    fn gpu_plugins_are_told_from_the_cpu_and_base_libraries() {
+        for plugin in ["libggml-cuda.so", "libggml-vulkan.so", "libggml-cuda-12.so"] {
+            assert!(is_gpu_plugin(plugin), "{plugin}");
+        }
+        for other in [
+            "libggml-cpu-haswell.so",
+            "libggml-base.so.0",
+            "libggml.so.0",
+            "libggml-cudart.so",
+            "libggml-cuda.so.0",
+            "libllama.so.0",
+        ] {
+            assert!(!is_gpu_plugin(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_plugin_says_what_became_of_it() {
+        let plugin = |loaded, devices, problem: Option<&str>| GpuPlugin {
+            library: "libggml-cuda.so".into(),
+            loaded,
+            devices,
+            problem: problem.map(str::to_string),
+        };
+        assert_eq!(
+            plugin(
+                false,
+                0,
+                Some("libcudart.so.13: cannot open shared object file")
+            )
+            .to_string(),
+            "libggml-cuda.so (not loaded: libcudart.so.13: cannot open shared object file)"
+        );
+        assert_eq!(
+            plugin(true, 0, Some("failed to initialize CUDA: no driver")).to_string(),
+            "libggml-cuda.so (loaded, no device: failed to initialize CUDA: no driver)"
+        );
+        assert_eq!(
+            plugin(true, 1, None).to_string(),
+            "libggml-cuda.so (loaded, 1 device)"
+        );
+        assert_eq!(
+            plugin(true, 0, None).to_string(),
+            "libggml-cuda.so (loaded, 0 devices)"
+        );
+    }
+
+    #[test]
+    fn the_loader_reason_loses_ggml_wording() {
+        let path = Path::new("/opt/lib/exitwise/libggml-cuda.so");
+        assert_eq!(
+            loader_reason(
+                "failed to load /opt/lib/exitwise/libggml-cuda.so: libcudart.so.13: cannot open shared object file",
+                path
+            ),
+            "libcudart.so.13: cannot open shared object file"
+        );
+        assert_eq!(loader_reason("something else", path), "something else");
+        assert!(mentions_backend(
+            "failed to initialize CUDA: CUDA driver version is insufficient",
+            "libggml-cuda.so"
+        ));
+        assert!(!mentions_backend(
+            "failed to initialize CUDA: no driver",
+            "libggml-vulkan.so"
+        ));
+    }
 
     #[test]
     fn the_loaded_cpu_variant_is_read_from_llama_cpp_log() {

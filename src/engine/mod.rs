@@ -17,7 +17,7 @@ mod quantize;
 mod session;
 mod tap;
 
-pub use backend::BackendReport;
+pub use backend::{BackendReport, GpuPlugin};
 pub use cpus::usable_cpus;
 pub use model::{Model, ModelFacts, ModelOptions, Token};
 pub use quantize::{QuantizationType, QuantizeOptions, quantize};

@@ -76,7 +76,15 @@ impl Model {
         let path_c = CString::new(path_text)
             .map_err(|_| EngineError::UnusablePath("it contains a NUL byte".into()))?;
 
-        backend::ensure_initialized()?;
+        let backends = backend::ensure_initialized()?;
+        if let Some(layers) = options.gpu_layers.filter(|&layers| layers > 0)
+            && backends.gpu_devices.is_empty()
+        {
+            tracing::warn!(
+                "{layers} layers were asked to run on a GPU, but there is no GPU device: every layer runs on the CPU ({})",
+                backends.why_no_gpu()
+            );
+        }
         backend::clear_last_problem();
         // SAFETY: returns a plain struct by value; no preconditions.
         let mut params = unsafe { sys::llama_model_default_params() };

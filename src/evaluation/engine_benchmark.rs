@@ -117,7 +117,7 @@ pub enum BenchmarkError {
     Check(String),
 }
 
-fn engine_error(action: &'static str) -> impl FnOnce(EngineError) -> BenchmarkError {
+pub(crate) fn engine_error(action: &'static str) -> impl FnOnce(EngineError) -> BenchmarkError {
     move |cause| BenchmarkError::Engine { action, cause }
 }
 
@@ -220,7 +220,7 @@ pub fn variants(layers: usize) -> Vec<Variant> {
         .collect()
 }
 
-fn prompt_tokens(model: &Model, count: usize) -> Result<Vec<Token>, BenchmarkError> {
+pub(crate) fn prompt_tokens(model: &Model, count: usize) -> Result<Vec<Token>, BenchmarkError> {
     let mut tokens = model.document_start_tokens();
     let passage = model
         .tokenize(PROMPT_TEXT)

@@ -2,9 +2,11 @@
 //! ([`runner`]), its statistics ([`statistics`]), the oracle ([`oracle`]), the paper's staircase
 //! schedule against the depth-capped 2d walk ([`schedules`]), the reports built from them
 //! ([`report`]) with the machine's facts ([`machine`]), and the engine benchmark
-//! ([`engine_benchmark`]), and whether a pack's budgets hold on labelled data ([`budgets`]).
+//! ([`engine_benchmark`]) with its check that a GPU computes what the CPU does
+//! ([`device_agreement`]), and whether a pack's budgets hold on labelled data ([`budgets`]).
 
 pub mod budgets;
+pub mod device_agreement;
 pub mod engine_benchmark;
 pub mod machine;
 pub mod oracle;

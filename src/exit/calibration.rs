@@ -352,11 +352,20 @@ fn thresholds(rule: ExitRule) -> Vec<f32> {
     }
 }
 
-/// Pass sizes tried for the 2d policy: one sentence per pass (the paper's walk), or whole
-/// sentences gathered up to this many tokens. On IMDB reviews single sentences are weak
-/// evidence and small decodes cost more per token; longer passes exit less often mid-document
-/// but each exit check sees more text.
-pub const TWO_DIMENSIONAL_PASS_TOKENS: [usize; 5] = [0, 32, 64, 128, 256];
+/// A 2d pass size that no document reaches: the whole document in one pass, so that the 2d
+/// policy walks only the layers (up to its depth cap), as `layer` does.
+pub const WHOLE_DOCUMENT_PASS_TOKENS: usize = 1 << 20;
+
+/// Pass sizes tried for the 2d policy: one sentence per pass (the paper's walk), whole
+/// sentences gathered up to this many tokens, or the whole document at once. On IMDB reviews
+/// single sentences are weak evidence and small decodes cost more per token; longer passes
+/// exit less often mid-document but each exit check sees more text. The whole-document pass
+/// makes every `layer` walk one of 2d's (with a depth cap besides), so that 2d's settings,
+/// and the sequence calibration draws from them, are never poorer than `layer`'s: on mail,
+/// whose best evidence is often the whole message at an early layer, the sentence walks alone
+/// left 2d's calibrated setting dearer than `layer`'s.
+pub const TWO_DIMENSIONAL_PASS_TOKENS: [usize; 6] =
+    [0, 32, 64, 128, 256, WHOLE_DOCUMENT_PASS_TOKENS];
 
 /// Every setting searched for `kind` on a model with `layers` layers, with `rules`.
 pub fn candidate_configs(
@@ -799,6 +808,18 @@ mod tests {
         assert!(layer.iter().all(|config| config.depth_cap == 17));
         let two_dimensional = candidate_configs(PolicyKind::TwoDimensional, 18, 9, &ExitRule::ALL);
         assert!(two_dimensional.iter().any(|config| config.depth_cap == 0));
+        // Every `layer` setting has a 2d twin that walks the same cells: one pass, every layer.
+        for config in &layer {
+            assert!(
+                two_dimensional.iter().any(|twin| PolicyConfig {
+                    kind: PolicyKind::Layer,
+                    min_pass_tokens: 0,
+                    ..*twin
+                } == *config
+                    && twin.min_pass_tokens == WHOLE_DOCUMENT_PASS_TOKENS),
+                "{config:?}"
+            );
+        }
         assert!(
             two_dimensional
                 .iter()

@@ -4,10 +4,13 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+use exitwise::engine::{Model, ModelOptions};
+use exitwise::evaluation::device_agreement::{DeviceAgreement, compare_with_cpu};
 use exitwise::evaluation::engine_benchmark::{EngineBenchmark, run_engine_benchmark, variants};
 
-use crate::cli::resolve::load_model;
-use crate::cli::{EXIT_OK, GlobalOptions, output};
+use crate::cli::resolve::{load_model, resolve_model_path};
+use crate::cli::{EXIT_FAILURES, EXIT_OK, GlobalOptions, output};
 
 /// Arguments of `exitwise bench-engine`.
 #[derive(Debug, clap::Args)]
@@ -24,14 +27,39 @@ pub struct BenchEngineArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
 
+    /// First check a GPU back end against the CPU: decode the prompt with the model as loaded
+    /// (offloaded, see `--gpu-layers`) and on the CPU alone, and compare every layer's hidden
+    /// states
+    ///
+    /// Prints each layer's cosine; the exit code is 1 when any is below 0.999 (the timings
+    /// still run). Needs a GPU device (`exitwise inspect` lists them).
+    #[arg(long)]
+    compare_cpu: bool,
+
     /// Also write every measurement as JSON to this file
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 }
 
+/// The JSON file's content.
+#[derive(serde::Serialize)]
+struct BenchEngineJson<'report> {
+    #[serde(flatten)]
+    benchmark: &'report EngineBenchmark,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agreement_with_cpu: Option<&'report DeviceAgreement>,
+}
+
 /// Runs `exitwise bench-engine`.
 pub fn run(args: &BenchEngineArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let model = load_model(args.model.as_ref(), global)?;
+    let agreement = if args.compare_cpu {
+        let agreement = compare_devices(&model, args, global)?;
+        output::print(&render_agreement(&agreement))?;
+        Some(agreement)
+    } else {
+        None
+    };
     let decodes = u64::from(args.runs + 1) * variants(model.layers()).len() as u64;
     let bar = output::steps_bar(decodes, "bench-engine");
     let report = run_engine_benchmark(
@@ -44,9 +72,81 @@ pub fn run(args: &BenchEngineArgs, global: &GlobalOptions) -> anyhow::Result<u8>
     bar.finish_and_clear();
     output::print(&render_table(&report))?;
     if let Some(path) = &args.json {
-        output::write_json(path, &report)?;
+        output::write_json(
+            path,
+            &BenchEngineJson {
+                benchmark: &report,
+                agreement_with_cpu: agreement.as_ref(),
+            },
+        )?;
     }
-    Ok(EXIT_OK)
+    Ok(match agreement {
+        Some(agreement) if !agreement.agrees => EXIT_FAILURES,
+        _ => EXIT_OK,
+    })
+}
+
+/// Loads the same model file on the CPU alone and compares it with `model` (offloaded).
+fn compare_devices(
+    model: &Model,
+    args: &BenchEngineArgs,
+    global: &GlobalOptions,
+) -> anyhow::Result<DeviceAgreement> {
+    let backends = exitwise::engine::backend_report()?;
+    if backends.gpu_devices.is_empty() {
+        anyhow::bail!(
+            "--compare-cpu needs a GPU device and there is none: {}",
+            backends.why_no_gpu()
+        );
+    }
+    if global.model_options().gpu_layers == Some(0) {
+        anyhow::bail!(
+            "--compare-cpu compares an offloaded model with the CPU: --gpu-layers 0 offloads nothing"
+        );
+    }
+    let path = resolve_model_path(args.model.as_ref(), global)?;
+    let cpu_model = Model::load(
+        &path,
+        &ModelOptions {
+            gpu_layers: Some(0),
+        },
+    )
+    .with_context(|| format!("cannot load the model `{}` on the CPU", path.display()))?;
+    compare_with_cpu(model, &cpu_model, args.tokens as usize, global.threads())
+        .context("cannot compare the GPU with the CPU")
+}
+
+fn render_agreement(agreement: &DeviceAgreement) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "GPU against CPU: {} tokens in one batch, every layer's hidden states (cosine)",
+        agreement.tokens
+    );
+    let _ = writeln!(
+        text,
+        "{:<7} {:>18} {:>18}",
+        "layer", "last token", "worst token"
+    );
+    for layer in &agreement.layers {
+        let _ = writeln!(
+            text,
+            "{:<7} {:>18.6} {:>18.6}",
+            layer.layer, layer.last_token_cosine, layer.worst_token_cosine
+        );
+    }
+    let _ = writeln!(
+        text,
+        "{}: lowest cosine {:.6} (threshold {})\n",
+        if agreement.agrees {
+            "agree"
+        } else {
+            "DISAGREE"
+        },
+        agreement.worst_cosine,
+        agreement.threshold
+    );
+    text
 }
 
 fn render_table(report: &EngineBenchmark) -> String {

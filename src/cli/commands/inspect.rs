@@ -128,6 +128,23 @@ fn render_text(report: &Report) -> String {
             backend.gpu_devices.join(", ")
         },
     ));
+    // A portable build says which GPU plug-ins it found and what became of them: a plug-in
+    // that cannot load (no CUDA runtime, no driver) must not just vanish.
+    if let Some(folder) = &backend.backend_folder {
+        rows.push((
+            "gpu plug-ins",
+            if backend.gpu_plugins.is_empty() {
+                format!("none in `{}`", folder.display())
+            } else {
+                backend
+                    .gpu_plugins
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        ));
+    }
     let mut text = String::new();
     for (key, value) in rows {
         let _ = writeln!(text, "{key:<16}{value}");
