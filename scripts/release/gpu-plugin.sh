@@ -71,12 +71,23 @@ vulkan_flags() {
     echo "error: no \`glslc\` (the shader compiler) on PATH: install it, e.g. \`apt-get install glslc libvulkan-dev\`" >&2
     exit 2
   }
-  [ -e /usr/include/vulkan/vulkan.hpp ] || [ -n "${VULKAN_SDK:-}" ] || {
-    echo "error: no Vulkan headers (\`vulkan/vulkan.hpp\`): install them, e.g. \`apt-get install libvulkan-dev\`, or set VULKAN_SDK" >&2
+  # This llama.cpp uses VK_EXT_layer_settings: headers of Vulkan 1.3.261 or newer (Ubuntu
+  # 24.04's libvulkan-dev; Debian 12's 1.3.239 is too old: unpack a newer libvulkan-dev
+  # package with `dpkg -x` and point VULKAN_INCLUDE_DIR at its usr/include).
+  local include=${VULKAN_INCLUDE_DIR:-/usr/include}
+  local header=$include/vulkan/vulkan_core.h
+  [ -e "$include/vulkan/vulkan.hpp" ] || {
+    echo "error: no Vulkan headers (\`vulkan/vulkan.hpp\`) in \`$include\`: install them, e.g. \`apt-get install libvulkan-dev\`, or set VULKAN_INCLUDE_DIR" >&2
     exit 2
   }
-  glslc --version | head -n 1
-  FLAGS=(-DGGML_VULKAN=ON)
+  local version
+  version=$(sed -n 's/^#define VK_HEADER_VERSION \([0-9]*\)$/\1/p' "$header")
+  [ "${version:-0}" -ge 261 ] || {
+    echo "error: the Vulkan headers in \`$include\` are of version 1.x.${version:-?}; this llama.cpp needs 1.3.261 or newer: set VULKAN_INCLUDE_DIR to newer ones (see the comment in $0)" >&2
+    exit 2
+  }
+  echo "Vulkan headers 1.x.$version in $include; $(glslc --version | head -n 1)"
+  FLAGS=(-DGGML_VULKAN=ON -DVulkan_INCLUDE_DIR="$include")
   WHAT=Vulkan
 }
 

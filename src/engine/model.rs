@@ -52,6 +52,10 @@ pub struct Model {
     vocabulary: NonNull<sys::llama_vocab>,
     facts: ModelFacts,
     path: PathBuf,
+    /// Layers llama.cpp was asked to offload, where a GPU device exists (else 0).
+    offloaded_layers: usize,
+    /// The GPU devices present at load (`Vulkan0: …`).
+    gpu_devices: Vec<String>,
 }
 
 // SAFETY: after `llama_model_load_from_file` returns, llama.cpp never mutates a `llama_model`
@@ -112,14 +116,37 @@ impl Model {
                 reason: Some("the model has no vocabulary".into()),
             });
         };
+        let gpu_devices = backends.gpu_devices.clone();
+        let offloaded_layers = if gpu_devices.is_empty() {
+            0
+        } else {
+            usize::try_from(params.n_gpu_layers)
+                .map_or(facts.layers, |layers| layers.min(facts.layers))
+        };
         let mut model = Model {
             handle,
             vocabulary,
             facts,
             path: path.to_path_buf(),
+            offloaded_layers,
+            gpu_devices,
         };
         model.reconcile_facts_with_llama()?;
         Ok(model)
+    }
+
+    /// Where the layers run, for reports: `CPU`, or `12 of 18 layers on Vulkan0: …`.
+    pub fn placement(&self) -> String {
+        if self.offloaded_layers == 0 {
+            "CPU".to_string()
+        } else {
+            format!(
+                "{} of {} layers on {}",
+                self.offloaded_layers,
+                self.facts.layers,
+                self.gpu_devices.join(", ")
+            )
+        }
     }
 
     /// Cross-checks the header facts against what llama.cpp loaded: the engine's tap relies on

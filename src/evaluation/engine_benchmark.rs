@@ -87,6 +87,8 @@ pub struct EngineBenchmark {
     pub threads: usize,
     /// The back ends built in ([`crate::engine::build_description`]).
     pub backends: String,
+    /// Where the layers ran ([`Model::placement`]).
+    pub placement: String,
     /// One row per variant: plain, untapped, then a stop after each layer.
     pub rows: Vec<Row>,
     /// Least-squares fit of the stops' medians: fixed milliseconds…
@@ -202,6 +204,7 @@ pub fn run_engine_benchmark(
         runs,
         threads: tapped.threads(),
         backends: crate::engine::build_description(),
+        placement: model.placement(),
         // Every layer tapped versus the same layers in one untapped chunk (both skip the head).
         tapping_overhead: medians[layers + 1] / medians[1] - 1.0,
         head_share: 1.0 - medians[1] / plain_median,

@@ -14,6 +14,9 @@ pub struct MachineFacts {
     pub threads: usize,
     /// llama.cpp back ends built in ([`crate::engine::compiled_backends`]).
     pub build_features: Vec<&'static str>,
+    /// Where the model's layers ran ([`crate::engine::Model::placement`]; empty for several
+    /// models).
+    pub placement: String,
     /// exitwise's version.
     pub exitwise_version: &'static str,
     /// The commit it was built from.
@@ -42,6 +45,7 @@ impl MachineFacts {
             logical_cpus: std::thread::available_parallelism().map_or(1, usize::from),
             threads,
             build_features: crate::engine::compiled_backends(),
+            placement: String::new(),
             exitwise_version: env!("CARGO_PKG_VERSION"),
             commit: env!("EXITWISE_BUILD_COMMIT"),
             model,

@@ -379,3 +379,18 @@ fn a_pack_of_format_1_still_loads_and_classifies_as_before() {
         serde_json::json!({"token_layers": 300, "full_token_layers": 2700})
     );
 }
+
+#[test]
+fn gpu_layers_without_a_gpu_warn_and_classify_on_the_cpu() {
+    let Some(output) = classify(&["--gpu-layers", "4", "-"], REVIEW.as_bytes()) else {
+        return;
+    };
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(records(&output).len(), 1);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("4 layers were asked to run on a GPU, but there is no GPU device")
+            && stderr.contains("this build has no GPU back end"),
+        "{stderr}"
+    );
+}

@@ -695,3 +695,28 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
     let output = exitwise(&["completions", "tcsh"], b"");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn bench_engine_compare_cpu_needs_a_gpu_and_says_why() {
+    let Some(model) = model_path(TestModel::Smol) else {
+        return;
+    };
+    let model = model.to_string_lossy().into_owned();
+    let output = exitwise(
+        &[
+            "bench-engine",
+            "--model",
+            &model,
+            "--compare-cpu",
+            "--runs",
+            "1",
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        text(&output.stderr).trim_end(),
+        "error: --compare-cpu needs a GPU device and there is none: this build has no GPU back end"
+    );
+}

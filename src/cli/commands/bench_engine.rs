@@ -153,7 +153,7 @@ fn render_table(report: &EngineBenchmark) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "bench-engine: {} ({}, {} layers, {}), {} tokens in one batch, median of {} runs, {} threads, {}",
+        "bench-engine: {} ({}, {} layers, {}), {} tokens in one batch, median of {} runs, {} threads, build {}, {}",
         report.model,
         report.architecture,
         report.layers,
@@ -164,7 +164,8 @@ fn render_table(report: &EngineBenchmark) -> String {
         report.tokens,
         report.runs,
         report.threads,
-        report.backends
+        report.backends,
+        report.placement
     );
     let _ = writeln!(
         text,

@@ -127,13 +127,16 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         budget: args.budget,
         data: args.data.display().to_string(),
         labels: manifest.labels.clone(),
-        machine: MachineFacts::collect(
-            threads,
-            model.path().display().to_string(),
-            model_sha256.clone(),
-            model.facts().quantization.clone().unwrap_or_default(),
-            manifest.name.clone(),
-        ),
+        machine: MachineFacts {
+            placement: model.placement(),
+            ..MachineFacts::collect(
+                threads,
+                model.path().display().to_string(),
+                model_sha256.clone(),
+                model.facts().quantization.clone().unwrap_or_default(),
+                manifest.name.clone(),
+            )
+        },
         policies: measured.policy_summaries(&kinds),
         oracle,
         schedule,
