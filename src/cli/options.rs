@@ -20,11 +20,12 @@ pub struct GlobalOptions {
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 
-    /// Layers to offload to the GPU (needs a GPU back end: a release with the CUDA plug-in
-    /// beside its CPU libraries, or a build with `--features cuda`, `metal` or `vulkan`)
+    /// Layers to offload to the GPU (needs a GPU back end: a release with the CUDA or Vulkan
+    /// plug-in beside its CPU libraries, or a build with `--features cuda`, `metal` or `vulkan`)
     ///
-    /// Default: all layers when a GPU back end found a device (`exitwise inspect` lists it), 0
-    /// otherwise.
+    /// Default: all layers when a GPU back end found a device, 0 otherwise (`exitwise inspect`
+    /// lists the devices and the plug-ins that did not load, with the reason). Asking for
+    /// layers on a machine without a GPU device warns and runs on the CPU.
     #[arg(long, global = true, value_name = "N")]
     gpu_layers: Option<u32>,
 

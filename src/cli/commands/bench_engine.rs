@@ -31,8 +31,9 @@ pub struct BenchEngineArgs {
     /// (offloaded, see `--gpu-layers`) and on the CPU alone, and compare every layer's hidden
     /// states
     ///
-    /// Prints each layer's cosine; the exit code is 1 when any is below 0.999 (the timings
-    /// still run). Needs a GPU device (`exitwise inspect` lists them).
+    /// Prints each layer's cosines (the layer as a whole, its last token, its worst token); the
+    /// exit code is 1 when a whole layer's or a last token's is below 0.999 (the timings still
+    /// run). Needs a GPU device (`exitwise inspect` lists them).
     #[arg(long)]
     compare_cpu: bool,
 
@@ -125,19 +126,19 @@ fn render_agreement(agreement: &DeviceAgreement) -> String {
     );
     let _ = writeln!(
         text,
-        "{:<7} {:>18} {:>18}",
-        "layer", "last token", "worst token"
+        "{:<7} {:>12} {:>12} {:>12}",
+        "layer", "whole layer", "last token", "worst token"
     );
     for layer in &agreement.layers {
         let _ = writeln!(
             text,
-            "{:<7} {:>18.6} {:>18.6}",
-            layer.layer, layer.last_token_cosine, layer.worst_token_cosine
+            "{:<7} {:>12.6} {:>12.6} {:>12.6}",
+            layer.layer, layer.layer_cosine, layer.last_token_cosine, layer.worst_token_cosine
         );
     }
     let _ = writeln!(
         text,
-        "{}: lowest cosine {:.6} (threshold {})\n",
+        "{}: lowest cosine of a whole layer or a last token {:.6} (threshold {})\n",
         if agreement.agrees {
             "agree"
         } else {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepares `.device/`, everything the GPU check (scripts/device/check.sh) needs on a machine
+# that has a GPU but no network and receives at most 64 MiB: the release tarball, the GPU
+# plug-ins (xz), the catalog model's shapes and tokenizer (its file is too large to travel;
+# check.sh builds a random-weight twin there) and the `gguf` Python package.
+#
+# Run here after `make dist` and `make cuda-plugin` (and `make vulkan-plugin`, optional), then
+# hand `.device` to the device tool, e.g. run(command="bash scripts/device/check.sh",
+# carry=[".device"], timeout_s=540). Python's `gguf` and numpy are fetched from the package
+# registry into target/device-python.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+TARBALL=dist/exitwise-$VERSION-x86_64-linux.tar.gz
+MODEL=${1:-models/gemma3-270m.gguf}
+[ -f "$TARBALL" ] || { echo "error: no \`$TARBALL\`: run \`make dist\` first" >&2; exit 2; }
+[ -f dist/plugins/libggml-cuda.so ] || [ -f dist/plugins/libggml-vulkan.so ] ||
+  { echo "error: no GPU plug-in in \`dist/plugins\`: run \`make cuda-plugin\` or \`make vulkan-plugin\`" >&2; exit 2; }
+[ -f "$MODEL" ] || { echo "error: no model at \`$MODEL\`" >&2; exit 2; }
+
+rm -rf .device && mkdir -p .device
+cp "$TARBALL" .device/exitwise.tar.gz
+for plugin in dist/plugins/libggml-*.so; do
+  xz -T0 -6 -c "$plugin" >".device/$(basename "$plugin").xz"
+done
+# The Vulkan loader, for a machine whose image lacks it (check.sh unpacks it only then).
+if [ -f dist/plugins/libggml-vulkan.so ]; then
+  (cd .device && apt-get download libvulkan1 >/dev/null)
+fi
+
+# The same `gguf` here (to read the model) and there (to write its twin): pure Python.
+python=$ROOT/target/device-python
+if [ ! -d "$python/gguf" ]; then
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$python.wheels" 'gguf==0.19.0'
+  python3 -m pip install --quiet --no-deps --target "$python" "$python.wheels"/gguf-*.whl
+  python3 -m pip install --quiet --target "$python" numpy pyyaml tqdm requests
+fi
+cp "$python.wheels"/gguf-*.whl .device/
+PYTHONPATH=$python python3 scripts/device/random-model.py spec "$MODEL" .device/model.spec.json.gz
+du -ch .device/* | tail -n 1
+ls -l .device
