@@ -257,6 +257,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         .unwrap_or_default();
     Json(serde_json::json!({
         "model": state.worker.model_facts(),
+        "placement": state.worker.placement(),
         "ready": state.worker.is_ready(),
         "pack": {
             "name": manifest.name,

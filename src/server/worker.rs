@@ -60,7 +60,7 @@ pub struct Worker {
     thread: Mutex<Option<JoinHandle<()>>>,
     ready: Arc<AtomicBool>,
     depth: Arc<AtomicUsize>,
-    facts: Arc<OnceLock<ModelFacts>>,
+    facts: Arc<OnceLock<(ModelFacts, String)>>,
 }
 
 impl Worker {
@@ -99,7 +99,12 @@ impl Worker {
 
     /// The model's facts, once it is loaded.
     pub fn model_facts(&self) -> Option<&ModelFacts> {
-        self.facts.get()
+        self.facts.get().map(|(facts, _)| facts)
+    }
+
+    /// Where the model's layers run (`CPU`, `18 of 18 layers on CUDA0: …`), once it is loaded.
+    pub fn placement(&self) -> Option<&str> {
+        self.facts.get().map(|(_, placement)| placement.as_str())
     }
 
     /// Whether the model and pack are loaded.
@@ -156,7 +161,7 @@ impl Drop for Worker {
 struct Shared {
     ready: Arc<AtomicBool>,
     depth: Arc<AtomicUsize>,
-    facts: Arc<OnceLock<ModelFacts>>,
+    facts: Arc<OnceLock<(ModelFacts, String)>>,
 }
 
 fn run(
@@ -218,7 +223,8 @@ fn run(
         return;
     };
     let mut classifier = Classifier::new(session, pack, first_config);
-    let _ = shared.facts.set(model.facts().clone());
+    tracing::info!("the model's layers run on: {}", model.placement());
+    let _ = shared.facts.set((model.facts().clone(), model.placement()));
     shared.ready.store(true, Ordering::Release);
     on_ready(Ok(model.facts().clone()));
 

@@ -287,6 +287,8 @@ fn every_status_of_the_api() {
         assert_eq!(status, StatusCode::OK);
         let info = json(&body);
         assert_eq!(info["model"]["architecture"], "gemma3");
+        // Where the layers run: a development build without a GPU back end runs them on the CPU.
+        assert_eq!(info["placement"], "CPU");
         assert_eq!(info["pack"]["name"], "gemma3-270m-imdb");
         assert_eq!(info["pack"]["labels"], serde_json::json!(["neg", "pos"]));
         assert!(info["operating_points"].as_array().is_some_and(|points| points.len() > 4));
