@@ -220,6 +220,16 @@ fn gpu_plugins_in(folder: &Path, load_problem: Option<&str>) -> Vec<GpuPlugin> {
             let path = folder.join(&library);
             let mut problem = None;
             let mut registry = loaded_registry(&library);
+            if registry.is_none() && backend_registered(&library) {
+                // ggml loads one library per back end (the best-scoring variant); loading
+                // another by path would register the same devices twice.
+                return GpuPlugin {
+                    library,
+                    loaded: false,
+                    devices: 0,
+                    problem: Some("another library of the same back end was loaded".into()),
+                };
+            }
             if registry.is_none() {
                 clear_last_problem();
                 load_backend_library(&path);
@@ -260,6 +270,24 @@ fn loaded_registry(library: &str) -> Option<std::ptr::NonNull<sys::ggml_backend_
     std::ptr::NonNull::new(unsafe { sys::ggml_backend_reg_by_name(name.as_ptr()) })
 }
 
+/// Whether a back end of `library`'s kind (`libggml-cuda-12.so` → CUDA) is registered.
+fn backend_registered(library: &str) -> bool {
+    let Ok(name) = CString::new(backend_name(library)) else {
+        return false;
+    };
+    // SAFETY: `name` is NUL-terminated; ggml compares it with the registered names ignoring
+    // case and returns null when none matches.
+    !unsafe { sys::ggml_backend_reg_by_name(name.as_ptr()) }.is_null()
+}
+
+/// The back end a library file is for: `libggml-cuda-12.so` → `cuda`.
+fn backend_name(library: &str) -> &str {
+    library
+        .strip_prefix("libggml-")
+        .and_then(|rest| rest.split(['-', '.']).next())
+        .unwrap_or(library)
+}
+
 /// Loads one back-end library by path, logging why when it cannot (unlike a folder load).
 fn load_backend_library(path: &Path) {
     let Some(path_c) = path.to_str().and_then(|text| CString::new(text).ok()) else {
@@ -280,11 +308,7 @@ fn loader_reason(reason: &str, path: &Path) -> String {
 /// Whether a logged problem is about the back end of `library` (`libggml-cuda.so` →
 /// `ggml_cuda_init: …`, `failed to initialize CUDA: …`).
 fn mentions_backend(reason: &str, library: &str) -> bool {
-    let name = library
-        .strip_prefix("libggml-")
-        .and_then(|rest| rest.split(['-', '.']).next())
-        .unwrap_or(library);
-    reason.to_lowercase().contains(name)
+    reason.to_lowercase().contains(backend_name(library))
 }
 
 /// The CPU device, once a CPU back end is registered.
@@ -528,7 +552,7 @@ fn user_facing_reason(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::{
-        GpuPlugin, is_gpu_plugin, loaded_library, loader_reason, mentions_backend,
+        GpuPlugin, backend_name, is_gpu_plugin, loaded_library, loader_reason, mentions_backend,
         user_facing_reason,
     };
     use std::path::Path;
@@ -548,6 +572,13 @@ mod tests {
         ] {
             assert!(!is_gpu_plugin(other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_library_names_its_back_end() {
+        assert_eq!(backend_name("libggml-cuda.so"), "cuda");
+        assert_eq!(backend_name("libggml-cuda-12.so"), "cuda");
+        assert_eq!(backend_name("libggml-vulkan.so"), "vulkan");
     }
 
     #[test]
