@@ -155,8 +155,9 @@ fn row_cosines(left: ArrayView2<'_, f32>, right: ArrayView2<'_, f32>) -> (f64, f
     (cosines[0], worst, whole)
 }
 
-/// Cosine similarity of two vectors (0 when either is zero or missing).
-fn cosine(left: Option<&[f32]>, right: Option<&[f32]>) -> f64 {
+/// Cosine similarity of two vectors (0 when either is zero or missing: a row ndarray could not
+/// lend as one slice).
+pub fn cosine(left: Option<&[f32]>, right: Option<&[f32]>) -> f64 {
     let (Some(left), Some(right)) = (left, right) else {
         return 0.0;
     };

@@ -105,21 +105,9 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Cosine similarity of two vectors.
+/// Cosine similarity of two vectors (the library's, as `bench-engine --compare-cpu` uses it).
 pub fn cosine(left: &[f32], right: &[f32]) -> f64 {
-    let dot: f64 = left
-        .iter()
-        .zip(right)
-        .map(|(a, b)| f64::from(*a) * f64::from(*b))
-        .sum();
-    let norm = |values: &[f32]| {
-        values
-            .iter()
-            .map(|v| f64::from(*v).powi(2))
-            .sum::<f64>()
-            .sqrt()
-    };
-    dot / (norm(left) * norm(right))
+    exitwise::evaluation::device_agreement::cosine(Some(left), Some(right))
 }
 
 /// A small pack trained once per test binary with `exitwise train` on the fixtures, and the
