@@ -14,7 +14,9 @@
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 
-use super::engine_benchmark::{BenchmarkError, engine_error, prompt_tokens};
+use super::engine_benchmark::{
+    BenchmarkError, engine_error, prompt_tokens, tapped_session_options,
+};
 use crate::engine::{Flow, LayerHidden, Model, Session, SessionOptions};
 
 /// The lowest cosine between a layer's hidden states on the two back ends that counts as the
@@ -65,12 +67,7 @@ pub fn compare_with_cpu(
         )));
     }
     let prompt = prompt_tokens(model, tokens)?;
-    let options = SessionOptions {
-        context_tokens: tokens,
-        threads,
-        poll: None,
-        tap: true,
-    };
+    let options = tapped_session_options(tokens, threads);
     let offloaded = every_layer(model, &options, &prompt)?;
     let on_cpu = every_layer(cpu_model, &options, &prompt)?;
     let layers: Vec<LayerAgreement> = offloaded

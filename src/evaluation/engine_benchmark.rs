@@ -134,12 +134,7 @@ pub fn run_engine_benchmark(
 ) -> Result<EngineBenchmark, BenchmarkError> {
     let layers = model.layers();
     let prompt = prompt_tokens(model, tokens)?;
-    let options = SessionOptions {
-        context_tokens: tokens,
-        threads,
-        poll: None,
-        tap: true,
-    };
+    let options = tapped_session_options(tokens, threads);
     let mut tapped =
         Session::new(model, &options).map_err(engine_error("cannot create the tapped session"))?;
     let mut plain = Session::new(
@@ -221,6 +216,17 @@ pub fn variants(layers: usize) -> Vec<Variant> {
         .into_iter()
         .chain((0..layers).map(Variant::StopAfter))
         .collect()
+}
+
+/// A tapped session for one prompt of `tokens` tokens on `threads` threads (`None`: as other
+/// processes leave free), at the default polling level.
+pub(crate) fn tapped_session_options(tokens: usize, threads: Option<usize>) -> SessionOptions {
+    SessionOptions {
+        context_tokens: tokens,
+        threads,
+        poll: None,
+        tap: true,
+    }
 }
 
 pub(crate) fn prompt_tokens(model: &Model, count: usize) -> Result<Vec<Token>, BenchmarkError> {
