@@ -360,10 +360,10 @@ pub const WHOLE_DOCUMENT_PASS_TOKENS: usize = 1 << 20;
 /// sentences gathered up to this many tokens, or the whole document at once. On IMDB reviews
 /// single sentences are weak evidence and small decodes cost more per token; longer passes
 /// exit less often mid-document but each exit check sees more text. The whole-document pass
-/// makes every `layer` walk one of 2d's (with a depth cap besides), so that 2d's settings,
-/// and the sequence calibration draws from them, are never poorer than `layer`'s: on mail,
-/// whose best evidence is often the whole message at an early layer, the sentence walks alone
-/// left 2d's calibrated setting dearer than `layer`'s.
+/// makes every walk `layer` can take one that 2d can take too (with a depth cap besides, and
+/// 2d's own exit model), so that 2d's settings, and the sequence calibration draws from them,
+/// are not limited to sentence-shaped walks where a document is best read whole: on mail and
+/// news, 2d's calibrated setting was dearer than `layer`'s.
 pub const TWO_DIMENSIONAL_PASS_TOKENS: [usize; 6] =
     [0, 32, 64, 128, 256, WHOLE_DOCUMENT_PASS_TOKENS];
 
