@@ -16,8 +16,10 @@
 # compiles several times faster).
 #
 # Vulkan: runs on any GPU with a Vulkan 1.2 driver (AMD, Intel, NVIDIA; the loader
-# `libvulkan.so.1` must be installed). Building needs the Vulkan headers and loader and the
-# `glslc` shader compiler (Debian/Ubuntu: `apt-get install libvulkan-dev glslc`).
+# `libvulkan.so.1` must be installed). Building needs the Vulkan headers (1.3.261 or newer;
+# VULKAN_INCLUDE_DIR for others than the system's) and loader and the `glslc` shader compiler
+# (Debian/Ubuntu: `apt-get install libvulkan-dev glslc`; a newer glslc also compiles the
+# cooperative-matrix and integer-dot-product shader variants).
 #
 # Not part of CI.
 set -euo pipefail
