@@ -158,21 +158,34 @@ pub(crate) fn has_gpu_device() -> bool {
 }
 
 impl BackendReport {
-    /// Why no GPU device is available (for messages when one was asked for): the build has no
-    /// GPU back end, no plug-in is installed, or what became of each plug-in.
-    pub fn why_no_gpu(&self) -> String {
-        match (&self.backend_folder, self.gpu_plugins.as_slice()) {
-            (None, _) if super::compiled_backends().len() > 1 => {
-                "the GPU back end built in found no device".to_string()
-            }
-            (None, _) => "this build has no GPU back end".to_string(),
-            (Some(folder), []) => format!("no GPU plug-in in `{}`", folder.display()),
-            (Some(_), plugins) => plugins
+    /// What became of the GPU plug-ins of a portable build (`None` for a native build, which
+    /// loads none): `none in `FOLDER``, or each plug-in with its devices or problem.
+    pub fn plugins_summary(&self) -> Option<String> {
+        let folder = self.backend_folder.as_ref()?;
+        Some(if self.gpu_plugins.is_empty() {
+            format!("none in `{}`", folder.display())
+        } else {
+            self.gpu_plugins
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join("; "),
+                .join("; ")
+        })
+    }
+
+    /// Why no GPU device is available (for messages when one was asked for): the build has no
+    /// GPU back end, no plug-in is installed, or what became of each plug-in.
+    pub fn why_no_gpu(&self) -> String {
+        if let (Some(folder), []) = (&self.backend_folder, self.gpu_plugins.as_slice()) {
+            return format!("no GPU plug-in in `{}`", folder.display());
         }
+        self.plugins_summary().unwrap_or_else(|| {
+            if super::compiled_backends().len() > 1 {
+                "the GPU back end built in found no device".to_string()
+            } else {
+                "this build has no GPU back end".to_string()
+            }
+        })
     }
 }
 
@@ -261,10 +274,10 @@ fn loaded_registry(library: &str) -> Option<std::ptr::NonNull<sys::ggml_backend_
         .lock()
         .map(|libraries| libraries.clone())
         .unwrap_or_default();
-    let name = loaded.iter().find_map(|line| {
-        let (name, path) = line.split_once(" backend from ")?;
-        (Path::new(path).file_name()? == library).then(|| name.to_string())
-    })?;
+    let (name, _) = loaded
+        .iter()
+        .filter_map(|line| loaded_backend(line))
+        .find(|(_, file)| *file == library)?;
     let name = CString::new(name).ok()?;
     // SAFETY: `name` is NUL-terminated; the registry returned, if any, lives for the process.
     std::ptr::NonNull::new(unsafe { sys::ggml_backend_reg_by_name(name.as_ptr()) })
@@ -341,14 +354,17 @@ fn describe(cpu: NonNullDevice) -> BackendReport {
 fn loaded_library(loaded: &[String], name: &str) -> Option<String> {
     loaded
         .iter()
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(" backend from "))
-        .next_back()
-        .map(|path| {
-            Path::new(path).file_name().map_or_else(
-                || path.to_string(),
-                |file| file.to_string_lossy().into_owned(),
-            )
-        })
+        .filter_map(|line| loaded_backend(line))
+        .rfind(|(backend, _)| *backend == name)
+        .map(|(_, library)| library.to_string())
+}
+
+/// One of the lines ggml logs when it loads a back end ("CPU backend from
+/// /usr/lib/exitwise/libggml-cpu-haswell.so"), as the back end's name and the library's file
+/// name.
+fn loaded_backend(line: &str) -> Option<(&str, &str)> {
+    let (name, path) = line.split_once(" backend from ")?;
+    Some((name, Path::new(path).file_name()?.to_str()?))
 }
 
 /// The CPU back end's registry and one of the functions it offers by name (`None` when it
@@ -552,8 +568,8 @@ fn user_facing_reason(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::{
-        GpuPlugin, backend_name, is_gpu_plugin, loaded_library, loader_reason, mentions_backend,
-        user_facing_reason,
+        BackendReport, GpuPlugin, backend_name, is_gpu_plugin, loaded_library, loader_reason,
+        mentions_backend, user_facing_reason,
     };
     use std::path::Path;
 
@@ -571,6 +587,41 @@ mod tests {
             "libllama.so.0",
         ] {
             assert!(!is_gpu_plugin(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_report_says_what_became_of_the_plugins_and_why_there_is_no_gpu() {
+        let report = |folder: Option<&str>, plugins: Vec<GpuPlugin>| BackendReport {
+            cpu: "libggml-cpu-x64.so".into(),
+            cpu_features: Vec::new(),
+            gpu_devices: Vec::new(),
+            gpu_plugins: plugins,
+            backend_folder: folder.map(std::path::PathBuf::from),
+        };
+        let empty = report(Some("/opt/lib/exitwise"), Vec::new());
+        assert_eq!(
+            empty.plugins_summary().as_deref(),
+            Some("none in `/opt/lib/exitwise`")
+        );
+        assert_eq!(empty.why_no_gpu(), "no GPU plug-in in `/opt/lib/exitwise`");
+        let plugin = |library: &str| GpuPlugin {
+            library: library.into(),
+            loaded: false,
+            devices: 0,
+            problem: Some("file too short".into()),
+        };
+        let two = report(
+            Some("/opt/lib/exitwise"),
+            vec![plugin("libggml-cuda.so"), plugin("libggml-vulkan.so")],
+        );
+        let expected = "libggml-cuda.so (not loaded: file too short); libggml-vulkan.so (not loaded: file too short)";
+        assert_eq!(two.plugins_summary().as_deref(), Some(expected));
+        assert_eq!(two.why_no_gpu(), expected);
+        let native = report(None, Vec::new());
+        assert_eq!(native.plugins_summary(), None);
+        if super::super::compiled_backends().len() == 1 {
+            assert_eq!(native.why_no_gpu(), "this build has no GPU back end");
         }
     }
 

@@ -54,8 +54,6 @@ pub struct Model {
     path: PathBuf,
     /// Layers llama.cpp was asked to offload, where a GPU device exists (else 0).
     offloaded_layers: usize,
-    /// The GPU devices present at load (`Vulkan0: …`).
-    gpu_devices: Vec<String>,
 }
 
 // SAFETY: after `llama_model_load_from_file` returns, llama.cpp never mutates a `llama_model`
@@ -116,8 +114,7 @@ impl Model {
                 reason: Some("the model has no vocabulary".into()),
             });
         };
-        let gpu_devices = backends.gpu_devices.clone();
-        let offloaded_layers = if gpu_devices.is_empty() {
+        let offloaded_layers = if backends.gpu_devices.is_empty() {
             0
         } else {
             usize::try_from(params.n_gpu_layers)
@@ -129,7 +126,6 @@ impl Model {
             facts,
             path: path.to_path_buf(),
             offloaded_layers,
-            gpu_devices,
         };
         model.reconcile_facts_with_llama()?;
         Ok(model)
@@ -144,7 +140,10 @@ impl Model {
                 "{} of {} layers on {}",
                 self.offloaded_layers,
                 self.facts.layers,
-                self.gpu_devices.join(", ")
+                // The back ends were initialised before the model was loaded.
+                backend::ensure_initialized()
+                    .map(|backends| backends.gpu_devices.join(", "))
+                    .unwrap_or_default()
             )
         }
     }

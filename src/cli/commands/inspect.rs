@@ -130,20 +130,8 @@ fn render_text(report: &Report) -> String {
     ));
     // A portable build says which GPU plug-ins it found and what became of them: a plug-in
     // that cannot load (no CUDA runtime, no driver) must not just vanish.
-    if let Some(folder) = &backend.backend_folder {
-        rows.push((
-            "gpu plug-ins",
-            if backend.gpu_plugins.is_empty() {
-                format!("none in `{}`", folder.display())
-            } else {
-                backend
-                    .gpu_plugins
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            },
-        ));
+    if let Some(plugins) = backend.plugins_summary() {
+        rows.push(("gpu plug-ins", plugins));
     }
     let mut text = String::new();
     for (key, value) in rows {
