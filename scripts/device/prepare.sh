@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+VERSION=$(scripts/release/version.sh)
 TARBALL=dist/exitwise-$VERSION-x86_64-linux.tar.gz
 MODEL=${1:-models/gemma3-270m.gguf}
 [ -f "$TARBALL" ] || { echo "error: no \`$TARBALL\`: run \`make dist\` first" >&2; exit 2; }

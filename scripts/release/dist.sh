@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+VERSION=$(scripts/release/version.sh)
 NAME="exitwise-$VERSION-x86_64-linux"
 # llama-cpp-sys-2 does not rebuild llama.cpp when portable.cmake changes: the folder is named
 # after the hash of its settings (comments aside) instead.

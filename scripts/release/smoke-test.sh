@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 MODEL=$(realpath "${1:-models/gemma3-270m.gguf}")
-VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+VERSION=$(scripts/release/version.sh)
 TARBALL=$ROOT/dist/exitwise-$VERSION-x86_64-linux.tar.gz
 DEB=$ROOT/dist/exitwise_${VERSION}_amd64.deb
 PORT=${EXITWISE_SMOKE_PORT:-18181}
