@@ -69,6 +69,23 @@ pub fn load_model(model: Option<&PathBuf>, global: &GlobalOptions) -> anyhow::Re
         .with_context(|| format!("cannot load the model `{}`", path.display()))
 }
 
+/// Loads the model `--model` names for work with `pack`, with its file's SHA-256: prints a
+/// warning on stderr for each difference the pack tolerates (another quantization of its
+/// model); a model the pack cannot use, or any difference with `strict`, is an error.
+pub fn load_model_for_pack(
+    pack: &AdapterPack,
+    model: Option<&PathBuf>,
+    global: &GlobalOptions,
+    strict: bool,
+) -> anyhow::Result<(Model, String)> {
+    let model = load_model(model, global)?;
+    let sha256 = model_sha256(&model)?;
+    for warning in pack.check_model(model.facts(), Some(&sha256), strict)? {
+        eprintln!("warning: {warning}");
+    }
+    Ok((model, sha256))
+}
+
 /// The folders searched for named adapter packs, in order.
 pub fn adapter_locations() -> Vec<Location> {
     search_path(Kind::Adapters, &Environment::current(Kind::Adapters, None))

@@ -12,7 +12,7 @@ use exitwise::heads::training::evaluate_layer;
 
 use crate::cli::feature_source::cached_features;
 use crate::cli::options::LabelledFields;
-use crate::cli::resolve::{load_model, load_pack, model_sha256};
+use crate::cli::resolve::{load_model_for_pack, load_pack};
 use crate::cli::tables::render_layer_table;
 use crate::cli::{EXIT_OK, GlobalOptions, output};
 
@@ -63,11 +63,8 @@ pub fn run(args: &AccuracyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     };
     let data = Dataset::read(&args.data, &fields, args.max_docs)?;
     data.check_labels_within(&manifest.labels)?;
-    let model = load_model(args.model.as_ref(), global)?;
-    let model_sha256 = model_sha256(&model)?;
-    for warning in pack.check_model(model.facts(), Some(&model_sha256), args.strict)? {
-        eprintln!("warning: {warning}");
-    }
+    let (model, model_sha256) =
+        load_model_for_pack(&pack, args.model.as_ref(), global, args.strict)?;
     let source = FeatureSource {
         model: &model,
         model_sha256: &model_sha256,

@@ -14,7 +14,7 @@ use exitwise::pack::{AdapterPack, MANIFEST_FILE};
 
 use crate::cli::feature_source::cached_features;
 use crate::cli::options::LabelledFields;
-use crate::cli::resolve::{load_model, model_sha256};
+use crate::cli::resolve::load_model_for_pack;
 use crate::cli::tables::render_operating_points;
 use crate::cli::{EXIT_OK, GlobalOptions, output};
 
@@ -135,11 +135,7 @@ pub fn run(args: &CalibrateArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     if !args.unlabelled {
         dev.check_labels_within(&pack.manifest.labels)?;
     }
-    let model = load_model(args.model.as_ref(), global)?;
-    let model_sha256 = model_sha256(&model)?;
-    for warning in pack.check_model(model.facts(), Some(&model_sha256), false)? {
-        eprintln!("warning: {warning}");
-    }
+    let (model, model_sha256) = load_model_for_pack(&pack, args.model.as_ref(), global, false)?;
     let source = FeatureSource {
         model: &model,
         model_sha256: &model_sha256,

@@ -8,18 +8,14 @@ use exitwise::pack::calibrate::labelled_grids;
 
 use super::{EvalArgs, labelled_data, write_report};
 use crate::cli::feature_source::cached_features;
-use crate::cli::resolve::{load_model, load_pack, model_sha256};
+use crate::cli::resolve::{load_model_for_pack, load_pack};
 use crate::cli::{EXIT_OK, GlobalOptions, output};
 
 /// Runs `exitwise eval --simulated`.
 pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let pack = load_pack(args.adapters.as_ref())?;
     let data = labelled_data(args, &pack)?;
-    let model = load_model(args.model.as_ref(), global)?;
-    let model_sha256 = model_sha256(&model)?;
-    for warning in pack.check_model(model.facts(), Some(&model_sha256), false)? {
-        eprintln!("warning: {warning}");
-    }
+    let (model, model_sha256) = load_model_for_pack(&pack, args.model.as_ref(), global, false)?;
     let source = FeatureSource {
         model: &model,
         model_sha256: &model_sha256,

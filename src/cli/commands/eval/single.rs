@@ -18,7 +18,7 @@ use exitwise::pack::calibrate::labelled_grids;
 use super::render::{plot_points, render};
 use super::{EvalArgs, chosen_kinds, file_name, labelled_data, warn_left_out, write_report};
 use crate::cli::feature_source::cached_features;
-use crate::cli::resolve::{load_model, load_pack, model_sha256};
+use crate::cli::resolve::{load_model_for_pack, load_pack};
 use crate::cli::{EXIT_OK, GlobalOptions, output, plot};
 
 /// Runs `exitwise eval` without `--models`.
@@ -27,11 +27,7 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let pack = load_pack(args.adapters.as_ref())?;
     let manifest = &pack.manifest;
     let data = labelled_data(args, &pack)?;
-    let model = load_model(args.model.as_ref(), global)?;
-    let model_sha256 = model_sha256(&model)?;
-    for warning in pack.check_model(model.facts(), Some(&model_sha256), false)? {
-        eprintln!("warning: {warning}");
-    }
+    let (model, model_sha256) = load_model_for_pack(&pack, args.model.as_ref(), global, false)?;
 
     let kinds = chosen_kinds(args);
     let entries = timed_entries(&pack, &kinds, args.budget, args.plot.is_some())?;
