@@ -223,8 +223,9 @@ fn run(
         return;
     };
     let mut classifier = Classifier::new(session, pack, first_config);
-    tracing::info!("the model's layers run on: {}", model.placement());
-    let _ = shared.facts.set((model.facts().clone(), model.placement()));
+    let placement = model.placement();
+    tracing::info!("the model's layers run on: {placement}");
+    let _ = shared.facts.set((model.facts().clone(), placement));
     shared.ready.store(true, Ordering::Release);
     on_ready(Ok(model.facts().clone()));
 
