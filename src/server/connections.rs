@@ -58,7 +58,11 @@ where
     // accept queue (accepted by the kernel) are taken, to be answered rather than reset when the
     // listener closes.
     let _ = stopping.send(true);
-    while let Ok((io, _)) = tokio::time::timeout(BACKLOG_DRAIN, listener.accept()).await {
+    // One deadline for the whole drain, not one per accept: clients that keep connecting less
+    // than BACKLOG_DRAIN apart would otherwise keep the listener open, and the connections
+    // accepted before the signal could outlive their FIRST_REQUEST_GRACE waiting for it to close.
+    let drain_deadline = tokio::time::Instant::now() + BACKLOG_DRAIN;
+    while let Ok((io, _)) = tokio::time::timeout_at(drain_deadline, listener.accept()).await {
         connections.spawn(serve_connection(io, app.clone(), stop_signal.clone()));
     }
     drop(listener);
