@@ -7,6 +7,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`formats`] | a file's bytes become the text a person reads: mail and mailboxes, web pages, PDF, DOCX, ODT, plain text in any common encoding; recognised by content, each read by a kept crate, bounded in size, time and memory |
 //! | [`gguf`] | parses and validates a GGUF file's header before llama.cpp sees the file |
 //! | [`engine`] | llama.cpp: models, sessions that tap every layer's hidden states and stop the graph, quantization. The only module with `unsafe` |
 //! | [`catalog`], [`dataset`], [`locations`] | the models exitwise can fetch; labelled data files (JSON Lines, CSV, TSV); where models and packs are looked up |
@@ -37,6 +38,7 @@ pub mod engine;
 pub mod evaluation;
 pub mod exit;
 pub mod features;
+pub mod formats;
 pub mod gguf;
 pub mod heads;
 pub mod locations;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Classification;
+use crate::formats::Format;
 
 /// Where the walk stopped (1-based, as people count: "layer 4 of 18").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,13 @@ pub struct CostRecord {
 pub struct ResultRecord {
     /// The document's id (path, line, id field or request id).
     pub id: String,
+    /// The reader that turned the input into text: `text`, `mail`, `html`, `pdf`, `docx` or
+    /// `odt` (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// The encoding the text was decoded from, when it was not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// Predicted label.
     pub label: String,
     /// Its calibrated probability.
@@ -57,10 +65,20 @@ pub struct ResultRecord {
 }
 
 impl ResultRecord {
-    /// The record of `result` for the document `id`, with the pack's `labels`.
-    pub fn new(id: &str, labels: &[String], result: &Classification, milliseconds: f64) -> Self {
+    /// The record of `result` for the document `id`, read by `format` (from `encoding`, when
+    /// not UTF-8), with the pack's `labels`.
+    pub fn new(
+        id: &str,
+        format: Format,
+        encoding: Option<&str>,
+        labels: &[String],
+        result: &Classification,
+        milliseconds: f64,
+    ) -> Self {
         ResultRecord {
             id: id.to_string(),
+            format: Some(format.name().to_string()),
+            encoding: encoding.map(str::to_string),
             label: labels[result.class].clone(),
             confidence: result.probabilities[result.class],
             probs: labels

@@ -80,6 +80,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Write another quantization of a model file (llama.cpp's quantizer)
     Quantize(quantize::QuantizeArgs),
+    /// Read one PDF, DOCX or ODT from stdin under memory and time limits and answer in JSON on
+    /// stdout: the child process `classify`, `segment` and `serve` start for each such document
+    #[command(hide = true)]
+    ReadContainer(ReadContainerArgs),
+}
+
+/// Arguments of the hidden `read-container`, as the parent process appends them.
+#[derive(Debug, clap::Args)]
+struct ReadContainerArgs {
+    /// FORMAT TEXT_LIMIT MEMORY_BYTES SECONDS
+    #[arg(num_args = 4)]
+    arguments: Vec<String>,
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit status.
@@ -100,6 +112,11 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::run(args, &cli.global),
         Command::Quantize(args) => quantize::run(args, &cli.global),
         Command::Accuracy(args) => accuracy::run(args, &cli.global),
+        Command::ReadContainer(args) => Ok(exitwise::formats::isolation::run_child(
+            &args.arguments,
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        )),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -112,10 +129,12 @@ pub fn run() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    // html5ever warns of every HTML quirk it meets in a page (foster parenting, …): noise in
+    // a tool that reads other people's pages; `EXITWISE_LOG` still shows it.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug,llama.cpp=info",
+        0 => "warn,html5ever=error",
+        1 => "info,html5ever=error",
+        2 => "debug,llama.cpp=info,html5ever=warn",
         _ => "trace",
     };
     let filter = std::env::var("EXITWISE_LOG").unwrap_or_else(|_| default.to_string());

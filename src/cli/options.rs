@@ -1,11 +1,13 @@
-//! Flags that several commands share: the global options, the labelled-data fields and the
-//! policy choice.
+//! Flags that several commands share: the global options, the labelled-data fields, the
+//! policy choice and how files are read.
 
 use std::path::PathBuf;
 
 use exitwise::dataset::FieldNames;
 use exitwise::engine::ModelOptions;
 use exitwise::exit::PolicyKind;
+use exitwise::formats::isolation::ChildLimits;
+use exitwise::formats::{Format, Isolation, ReadOptions, TextEncoding};
 use exitwise::locations::{Environment, Kind, Location, search_path, write_location};
 use exitwise::pack::PackManifest;
 
@@ -125,4 +127,70 @@ impl From<PolicyArgument> for PolicyKind {
             PolicyArgument::Full => PolicyKind::Full,
         }
     }
+}
+
+/// `--input-format` of the commands that read files: recognise each document's format, or
+/// force a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// Recognise each document by its content (magic bytes, sniffing), then its extension
+    Auto,
+    /// Plain text, in the encoding found (or --encoding)
+    Text,
+    /// A mail (RFC 5322 / MIME), or an mbox mailbox of many: subject and text parts
+    Mail,
+    /// A web page: its title and main content
+    Html,
+    /// A PDF's text layer
+    Pdf,
+    /// A Word document's paragraphs
+    Docx,
+    /// An OpenDocument text's paragraphs
+    Odt,
+}
+
+impl InputFormat {
+    /// The forced reader (`None`: recognise).
+    pub fn forced(self) -> Option<Format> {
+        match self {
+            InputFormat::Auto => None,
+            InputFormat::Text => Some(Format::Text),
+            InputFormat::Mail => Some(Format::Mail),
+            InputFormat::Html => Some(Format::Html),
+            InputFormat::Pdf => Some(Format::Pdf),
+            InputFormat::Docx => Some(Format::Docx),
+            InputFormat::Odt => Some(Format::Odt),
+        }
+    }
+}
+
+/// Parses `--encoding`: a WHATWG label (`utf-8`, `latin1`, `windows-1252`, `shift_jis`,
+/// `utf-16le`, …) or `utf-32le`/`utf-32be`.
+pub fn parse_encoding(label: &str) -> Result<TextEncoding, String> {
+    TextEncoding::from_label(label).ok_or_else(|| {
+        format!("unknown encoding `{label}` (WHATWG labels such as utf-8, latin1, windows-1251, shift_jis, gb18030, utf-16le, or utf-32le)")
+    })
+}
+
+/// How files are read: the forced reader and encoding, text up to `text_limit` bytes, and the
+/// container readers (PDF, DOCX, ODT) in a child process of this program, which runs them
+/// under memory and time limits (`exitwise read-container`, hidden).
+pub fn read_options(
+    input_format: InputFormat,
+    encoding: Option<TextEncoding>,
+    text_limit: usize,
+) -> anyhow::Result<ReadOptions> {
+    let program = std::env::current_exe().map_err(|error| {
+        anyhow::anyhow!("cannot find this program's own path to start its document reader: {error}")
+    })?;
+    Ok(ReadOptions {
+        format: input_format.forced(),
+        encoding,
+        text_limit,
+        isolation: Isolation::ChildProcess {
+            program,
+            arguments: vec!["read-container".into()],
+            limits: ChildLimits::default(),
+        },
+    })
 }

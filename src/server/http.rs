@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::classifier::ResultRecord;
@@ -28,8 +29,11 @@ use crate::pack::AdapterPack;
 
 use super::auth::ApiKey;
 use super::metrics::Metrics;
-use super::request::{ClassifyBody, ClassifyRequest, Documents};
-use super::worker::{Job, SubmitError, Worker};
+use super::request::{ClassifyBody, ClassifyRequest, Documents, policy_and_budget};
+use super::worker::{Job, JobDocument, SubmitError, Worker};
+use crate::exit::PolicyConfig;
+use crate::formats::{Format, ReadOptions, TextEncoding};
+use crate::text::input::read_stream;
 
 /// Limits, defaults and access of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -50,6 +54,10 @@ pub struct Limits {
     pub default_policy: PolicyKind,
     /// Budget when a request names none.
     pub default_budget: Budget,
+    /// How raw documents (`POST /v1/classify/document`) are read: text limit and the child
+    /// process of the container readers. Its `format` and `encoding` are the defaults a
+    /// request's `Content-Type` overrides.
+    pub reading: ReadOptions,
 }
 
 /// What every handler shares.
@@ -64,6 +72,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Numbers requests for the log.
     next_request: AtomicU64,
+    /// Raw documents being read at once: as many as the queue holds, more wait for nothing
+    /// and are answered 429 (reading a PDF costs a process and up to seconds).
+    readings: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -78,6 +89,7 @@ impl AppState {
             worker,
             pack,
             metrics,
+            readings: Arc::new(Semaphore::new(limits.queue_capacity.max(1))),
             limits,
             next_request: AtomicU64::new(1),
         }
@@ -134,6 +146,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limits = state.limits.clone();
     let mut keyed = Router::new()
         .route("/v1/classify", post(classify))
+        .route("/v1/classify/document", post(classify_document))
         .route("/v1/info", get(info));
     let mut open = Router::new()
         .route("/healthz", get(healthz))
@@ -292,15 +305,7 @@ async fn classify(
     body: Result<Json<ClassifyBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rejection| {
-        let status = rejection.status();
-        let reason = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => format!(
-                "the request body is larger than {} bytes",
-                state.limits.max_body_bytes
-            ),
-            _ => rejection.body_text(),
-        };
-        ApiError::new(status, reason)
+        body_refused(&state.limits, rejection.status(), rejection.body_text())
     })?;
     let request = ClassifyRequest::try_from(body)
         .map_err(|reason| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
@@ -314,8 +319,40 @@ async fn classify(
             ),
         ));
     }
-    let policy = request.policy.unwrap_or(state.limits.default_policy);
-    let budget = request.budget.unwrap_or(state.limits.default_budget);
+    let batch = matches!(request.documents, Documents::Batch(_));
+    let config = exit_setting(&state, request.policy, request.budget)?;
+    let documents = request
+        .documents
+        .with_ids(request.id.as_deref())
+        .into_iter()
+        .map(|(id, text)| JobDocument::text(id, text))
+        .collect();
+    answer(&state, documents, config, batch).await
+}
+
+/// The answer to a body the extractor refused: 413 names the limit, the rest say axum's reason.
+fn body_refused(limits: &Limits, status: StatusCode, reason: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            format!(
+                "the request body is larger than {} bytes",
+                limits.max_body_bytes
+            ),
+        ),
+        _ => ApiError::new(status, reason),
+    }
+}
+
+/// The exit setting of a request's policy and budget (the server's defaults where it names
+/// none), once the model is ready.
+fn exit_setting(
+    state: &AppState,
+    policy: Option<PolicyKind>,
+    budget: Option<Budget>,
+) -> Result<PolicyConfig, ApiError> {
+    let policy = policy.unwrap_or(state.limits.default_policy);
+    let budget = budget.unwrap_or(state.limits.default_budget);
     let config = state
         .pack
         .operating_point(policy, budget)
@@ -326,8 +363,17 @@ async fn classify(
             "the model is still loading",
         ));
     }
-    let batch = matches!(request.documents, Documents::Batch(_));
-    let documents = request.documents.with_ids(request.id.as_deref());
+    Ok(config)
+}
+
+/// Queues `documents` for the model and answers with their records: a list when `batch`,
+/// else the one record.
+async fn answer(
+    state: &AppState,
+    documents: Vec<JobDocument>,
+    config: PolicyConfig,
+    batch: bool,
+) -> Result<Response, ApiError> {
     let (respond, answer) = oneshot::channel();
     state
         .worker
@@ -386,4 +432,156 @@ async fn classify(
     };
     response.extensions_mut().insert(summary);
     Ok(response)
+}
+
+/// The query of `POST /v1/classify/document`: what the JSON body says for `/v1/classify`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentQuery {
+    /// `2d`, `layer`, `sentence` or `full`.
+    pub policy: Option<String>,
+    /// Accuracy budget in points.
+    pub budget: Option<f64>,
+    /// The caller's id, echoed in the record (a mailbox's messages: `ID#N`).
+    pub id: Option<String>,
+}
+
+/// The reader a `Content-Type` asks for: the format (`None`: recognise it), and the charset
+/// of a text type. An unknown type is refused (415) with the types that are read.
+pub fn reader_for_content_type(
+    content_type: Option<&str>,
+) -> Result<(Option<Format>, Option<TextEncoding>), String> {
+    const KNOWN: &str = "text/plain, text/html, application/xhtml+xml, message/rfc822, \
+                         application/mbox, application/pdf, \
+                         application/vnd.openxmlformats-officedocument.wordprocessingml.document, \
+                         application/vnd.oasis.opendocument.text, application/octet-stream";
+    let Some(content_type) = content_type else {
+        return Ok((None, None));
+    };
+    let mime: mime::Mime = content_type.parse().map_err(|_| {
+        format!("the content type `{content_type}` is not a MIME type; send one of: {KNOWN}")
+    })?;
+    let charset = mime
+        .get_param(mime::CHARSET)
+        .map(|charset| {
+            TextEncoding::from_label(charset.as_str())
+                .ok_or_else(|| format!("unknown charset `{charset}` in the content type"))
+        })
+        .transpose()?;
+    let format = match mime.essence_str() {
+        "text/plain" => Some(Format::Text),
+        "text/html" | "application/xhtml+xml" => Some(Format::Html),
+        "message/rfc822" | "application/mbox" => Some(Format::Mail),
+        "application/pdf" => Some(Format::Pdf),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => {
+            Some(Format::Docx)
+        }
+        "application/vnd.oasis.opendocument.text" => Some(Format::Odt),
+        "application/octet-stream" => None,
+        other => {
+            return Err(format!(
+                "the content type `{other}` is not read here; send one of: {KNOWN}"
+            ));
+        }
+    };
+    Ok((format, charset))
+}
+
+/// `POST /v1/classify/document`: a raw document (mail, mailbox, page, PDF, DOCX, ODT, text),
+/// read by the reader its `Content-Type` names (`application/octet-stream` or none:
+/// recognised by content), then classified as `/v1/classify` classifies a text. A mailbox
+/// answers `{"results": [...]}`, one record per message.
+async fn classify_document(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<DocumentQuery>, QueryRejection>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let body = body.map_err(|rejection| {
+        body_refused(&state.limits, rejection.status(), rejection.body_text())
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or("(not ASCII)"));
+    let (format, encoding) = reader_for_content_type(content_type)
+        .map_err(|reason| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason))?;
+    let (policy, budget) = policy_and_budget(query.policy, query.budget)
+        .map_err(|reason| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason))?;
+    let config = exit_setting(&state, policy, budget)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the document is empty",
+        ));
+    }
+    let permit = Arc::clone(&state.readings)
+        .try_acquire_owned()
+        .map_err(|_| ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            reason: format!(
+                "{} documents are being read already; retry later",
+                state.limits.queue_capacity
+            ),
+            retry_after: Some(1),
+        })?;
+    let options = ReadOptions {
+        format: format.or(state.limits.reading.format),
+        encoding: encoding.or(state.limits.reading.encoding),
+        ..state.limits.reading.clone()
+    };
+    let id = query
+        .id
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "0".to_string());
+    let read = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut documents = Vec::new();
+        let _ = read_stream::<std::convert::Infallible>(
+            &id,
+            None,
+            &mut std::io::Cursor::new(body),
+            &options,
+            &mut |document| {
+                documents.push(document);
+                Ok(())
+            },
+        );
+        documents
+    })
+    .await
+    .map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the document failed: {error}"),
+        )
+    })?;
+    if read.len() > state.limits.max_texts {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the mailbox holds {} messages; at most {} are allowed in one request",
+                read.len(),
+                state.limits.max_texts
+            ),
+        ));
+    }
+    let batch = read.len() > 1;
+    let mut documents = Vec::with_capacity(read.len());
+    for document in read {
+        let text = document.text.map_err(|reason| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("cannot read the document `{}`: {reason}", document.id),
+            )
+        })?;
+        documents.push(JobDocument {
+            id: document.id,
+            text,
+            format: document.format.unwrap_or(Format::Text),
+            encoding: document.encoding,
+        });
+    }
+    answer(&state, documents, config, batch).await
 }

@@ -71,19 +71,7 @@ impl TryFrom<ClassifyBody> for ClassifyRequest {
             }
             Documents::One(_) => {}
         }
-        let policy = body
-            .policy
-            .map(|name| {
-                PolicyKind::from_name(&name).ok_or_else(|| {
-                    format!("unknown policy `{name}`; known: 2d, layer, sentence, full")
-                })
-            })
-            .transpose()?;
-        let budget = body
-            .budget
-            .map(Budget::from_points)
-            .transpose()
-            .map_err(|error| error.to_string())?;
+        let (policy, budget) = policy_and_budget(body.policy, body.budget)?;
         Ok(ClassifyRequest {
             documents,
             policy,
@@ -91,6 +79,24 @@ impl TryFrom<ClassifyBody> for ClassifyRequest {
             id: body.id.filter(|id| !id.is_empty()),
         })
     }
+}
+
+/// A request's policy and budget, checked: a known policy name, a well-formed budget.
+pub fn policy_and_budget(
+    policy: Option<String>,
+    budget: Option<f64>,
+) -> Result<(Option<PolicyKind>, Option<Budget>), String> {
+    let policy = policy
+        .map(|name| {
+            PolicyKind::from_name(&name)
+                .ok_or_else(|| format!("unknown policy `{name}`; known: 2d, layer, sentence, full"))
+        })
+        .transpose()?;
+    let budget = budget
+        .map(Budget::from_points)
+        .transpose()
+        .map_err(|error| error.to_string())?;
+    Ok((policy, budget))
 }
 
 impl Documents {

@@ -15,15 +15,41 @@ use crate::classifier::Classifier;
 use crate::classifier::ResultRecord;
 use crate::engine::{Model, ModelFacts, ModelOptions, Session, SessionOptions};
 use crate::exit::PolicyConfig;
+use crate::formats::Format;
 use crate::pack::AdapterPack;
 use crate::text::{DocumentError, prepare_document};
 
 use super::metrics::Metrics;
 
+/// One document of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDocument {
+    /// The id its record carries.
+    pub id: String,
+    /// Its text.
+    pub text: String,
+    /// The reader that turned it into text.
+    pub format: Format,
+    /// The encoding it was decoded from, when not UTF-8.
+    pub encoding: Option<&'static str>,
+}
+
+impl JobDocument {
+    /// A document that arrived as text (a JSON string).
+    pub fn text(id: String, text: String) -> Self {
+        JobDocument {
+            id,
+            text,
+            format: Format::Text,
+            encoding: None,
+        }
+    }
+}
+
 /// One request's documents, classified together under one exit setting.
 pub struct Job {
-    /// `(id, text)` of each document.
-    pub documents: Vec<(String, String)>,
+    /// The documents, answered in order.
+    pub documents: Vec<JobDocument>,
     /// The exit setting.
     pub config: PolicyConfig,
     /// Where the answers go; a closed receiver (the client left) skips the job.
@@ -238,7 +264,13 @@ fn run(
         }
         classifier.set_config(job.config);
         let mut answers = Vec::with_capacity(job.documents.len());
-        for (id, text) in &job.documents {
+        for JobDocument {
+            id,
+            text,
+            format,
+            encoding,
+        } in &job.documents
+        {
             let started = Instant::now();
             let answer = match prepare_document(&model, text, options.token_limit) {
                 Ok(document) => classifier
@@ -251,6 +283,8 @@ fn run(
                 metrics.record_document(&result);
                 ResultRecord::new(
                     id,
+                    *format,
+                    *encoding,
                     &pack.manifest.labels,
                     &result,
                     started.elapsed().as_secs_f64() * 1e3,

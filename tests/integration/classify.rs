@@ -115,7 +115,14 @@ fn bad_inputs_become_error_records_and_the_rest_is_still_classified() {
     let binary = dir.path().join("b-binary.bin");
     std::fs::write(&binary, b"\x7fELF\0\0\0binary").expect("write");
     let latin1 = dir.path().join("c-latin1.txt");
-    std::fs::write(&latin1, b"caf\xe9 au lait").expect("write");
+    std::fs::write(&latin1, b"Un film tr\xe8s \xe9mouvant, je l'ai ador\xe9.").expect("write");
+    // Bytes that are not UTF-8 and read as control characters in any legacy encoding.
+    let undecidable = dir.path().join("c2-undecidable.txt");
+    std::fs::write(
+        &undecidable,
+        b"\x81\x8d\x8f\x90\x9d\x01\x02\x03\x04\x05\x06",
+    )
+    .expect("write");
     let empty = dir.path().join("d-empty.txt");
     std::fs::write(&empty, "  \n ").expect("write");
     let missing = dir.path().join("e-missing.txt");
@@ -143,19 +150,32 @@ fn bad_inputs_become_error_records_and_the_rest_is_still_classified() {
             name(&good),
             name(&binary),
             name(&latin1),
+            name(&undecidable),
             name(&empty),
             name(&missing)
         ]
     );
     assert!(records[0]["label"].is_string());
+    assert_eq!(records[0]["format"], "text");
+    assert!(records[0].get("encoding").is_none(), "UTF-8 is not named");
+    // Too short for any signature: NUL bytes say it is no text.
     assert_eq!(records[1]["error"], "binary content (NUL bytes), not text");
-    assert_eq!(
-        records[2]["error"],
-        "not UTF-8 text (invalid byte at offset 3)"
-    );
-    assert_eq!(records[3]["error"], "the document is empty");
+    assert_eq!(records[1]["format"], "text");
+    // Latin-1 is detected and read.
+    assert!(records[2]["label"].is_string(), "{}", records[2]);
+    assert_eq!(records[2]["encoding"], "windows-1252");
+    assert_eq!(records[3]["format"], "text");
     assert!(
-        records[4]["error"]
+        records[3]["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("binary content (control characters"),
+        "{}",
+        records[3]
+    );
+    assert_eq!(records[4]["error"], "the document is empty");
+    assert!(
+        records[5]["error"]
             .as_str()
             .expect("error")
             .starts_with("cannot open the file: ")

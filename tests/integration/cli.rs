@@ -513,16 +513,16 @@ fn bad_documents_are_named_errors_with_exit_one() {
     };
     let model = path_text(&model).to_string();
     let dir = tempfile::tempdir().expect("tempdir");
-    let latin1 = dir.path().join("latin1.txt");
-    std::fs::write(&latin1, b"caf\xe9 au lait").expect("write");
-    let latin1_text = path_text(&latin1).to_string();
+    let image = dir.path().join("image.txt");
+    std::fs::write(&image, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01").expect("write");
+    let image_text = path_text(&image).to_string();
 
-    let output = exitwise(&["segment", "--model", &model, &latin1_text], b"");
+    let output = exitwise(&["segment", "--model", &model, &image_text], b"");
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         text(&output.stderr),
         format!(
-            "error: cannot read `{latin1_text}`: it is not UTF-8 text (invalid byte at offset 3)\n"
+            "error: cannot read `{image_text}`: not a format exitwise reads: image/png (it reads text, mail, HTML, PDF, DOCX and ODT)\n"
         )
     );
 

@@ -11,6 +11,7 @@ mod common;
 mod document;
 mod engine;
 mod eval;
+mod formats;
 mod quantize;
 mod serve;
 mod train;

@@ -11,6 +11,8 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use exitwise::exit::{Budget, PolicyKind};
+use exitwise::formats::isolation::ChildLimits;
+use exitwise::formats::{Isolation, ReadOptions};
 use exitwise::pack::AdapterPack;
 use exitwise::server::auth::ApiKey;
 use exitwise::server::metrics::Metrics;
@@ -50,6 +52,7 @@ fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<A
         queue_capacity: queue,
         default_policy: PolicyKind::TwoDimensional,
         default_budget: Budget::from_hundredths(100),
+        reading: reading(),
     };
     let state = Arc::new(AppState::new(worker, pack, metrics, limits));
     let started = Instant::now();
@@ -61,6 +64,21 @@ fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<A
         std::thread::sleep(Duration::from_millis(20));
     }
     Some(state)
+}
+
+/// How the server reads raw documents: as `serve` does, container formats in a child process
+/// of the exitwise binary.
+fn reading() -> ReadOptions {
+    ReadOptions {
+        format: None,
+        encoding: None,
+        text_limit: exitwise::text::byte_limit(2048),
+        isolation: Isolation::ChildProcess {
+            program: env!("CARGO_BIN_EXE_exitwise").into(),
+            arguments: vec!["read-container".into()],
+            limits: ChildLimits::default(),
+        },
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -101,6 +119,7 @@ fn keyed_state(metrics_need_key: bool) -> Arc<AppState> {
         queue_capacity: 1,
         default_policy: PolicyKind::TwoDimensional,
         default_budget: Budget::from_hundredths(100),
+        reading: reading(),
     };
     Arc::new(AppState::new(worker, pack, metrics, limits))
 }
@@ -196,6 +215,34 @@ async fn send_with(
         retry_after,
         String::from_utf8(bytes.to_vec()).expect("utf-8"),
     )
+}
+
+/// Sends a raw document to `POST /v1/classify/document` with `content_type`:
+/// (status, body text).
+async fn send_document(
+    state: &Arc<AppState>,
+    query: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(format!("/v1/classify/document{query}"));
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = router(Arc::clone(state))
+        .oneshot(request.body(Body::from(body)).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).expect("utf-8"))
 }
 
 fn json(body: &str) -> Value {
@@ -602,4 +649,142 @@ fn serve_adopts_the_socket_passed_by_systemd_and_answers_a_request_sent_after_si
         stderr.contains("listening on the socket passed by systemd"),
         "{stderr}"
     );
+}
+
+#[test]
+fn raw_documents_are_read_by_their_content_type() {
+    let Some(state) = state(2, 64 << 10, Duration::from_secs(60)) else {
+        return;
+    };
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats");
+    let pdf = std::fs::read(fixtures.join("review.pdf")).expect("the fixture");
+    let page = "<html><head><title>Review</title><script>var x = 'awful, terrible';</script></head>\
+                <body><nav>Worst deals</nav><p>A wonderful, moving film. The cast is superb and I loved it.</p></body></html>";
+    let mail = "From: a@example.org\nSubject: A film\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\nA wonderful, moving film. Tr=E8s beau. I loved it.\n";
+    let mailbox = format!(
+        "From a Mon Sep 30 13:53:59 2002\n{mail}\nFrom b Mon Sep 30 13:54:00 2002\nSubject: Another\n\nDull and far too long.\n"
+    );
+    runtime().block_on(async {
+        for (content_type, body, format) in [
+            (Some("application/pdf"), pdf.clone(), "pdf"),
+            (None, pdf.clone(), "pdf"),
+            (Some("application/octet-stream"), pdf.clone(), "pdf"),
+            (
+                Some("text/html; charset=utf-8"),
+                page.as_bytes().to_vec(),
+                "html",
+            ),
+            (Some("message/rfc822"), mail.as_bytes().to_vec(), "mail"),
+            (
+                Some("text/plain; charset=iso-8859-1"),
+                b"A wonderful film, tr\xe8s beau.".to_vec(),
+                "text",
+            ),
+        ] {
+            let (status, answer) =
+                send_document(&state, "?id=d7&policy=full", content_type, body).await;
+            assert_eq!(status, StatusCode::OK, "{content_type:?}: {answer}");
+            let record = json(&answer);
+            assert_eq!(record["id"], "d7");
+            assert_eq!(record["format"], format, "{answer}");
+            assert_eq!(record["label"], "pos", "{answer}");
+            assert_eq!(record["exit"]["policy"], "full");
+        }
+        // A page's boilerplate is not read: it would read negative.
+        let (_, answer) =
+            send_document(&state, "", Some("text/html"), page.as_bytes().to_vec()).await;
+        assert_eq!(
+            json(&answer)["tokens_total"]
+                .as_u64()
+                .map(|tokens| tokens < 30),
+            Some(true),
+            "{answer}"
+        );
+        // A mailbox: one record per message.
+        let (status, answer) = send_document(
+            &state,
+            "?id=box",
+            Some("application/mbox"),
+            mailbox.into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let results = json(&answer)["results"]
+            .as_array()
+            .expect("results")
+            .clone();
+        let ids: Vec<&str> = results
+            .iter()
+            .map(|record| record["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids, ["box#1", "box#2"]);
+        assert_eq!(results[1]["label"], "neg");
+
+        for (content_type, body, expected, reason) in [
+            (
+                Some("image/png"),
+                b"\x89PNG".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content type `image/png` is not read here",
+            ),
+            (
+                Some("not a type"),
+                b"x".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not a MIME type",
+            ),
+            (
+                Some("text/plain; charset=klingon"),
+                b"x".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unknown charset",
+            ),
+            (
+                Some("application/pdf"),
+                b"no PDF at all".to_vec(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot read the document `0`: malformed PDF",
+            ),
+            (
+                Some("application/pdf"),
+                std::fs::read(fixtures.join("scan.pdf")).expect("fixture"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no text layer",
+            ),
+            (
+                None,
+                b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not a format exitwise reads: image/png",
+            ),
+            (
+                Some("text/plain"),
+                b"  \n".to_vec(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "empty",
+            ),
+            (
+                Some("text/plain"),
+                vec![b'a'; 65 << 10],
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "larger than 65536 bytes",
+            ),
+        ] {
+            let (status, answer) = send_document(&state, "", content_type, body).await;
+            assert_eq!(status, expected, "{content_type:?}: {answer}");
+            let error = json(&answer)["error"].as_str().expect("error").to_string();
+            assert!(error.contains(reason), "{content_type:?}: {error}");
+        }
+        let (status, answer) = send_document(
+            &state,
+            "?policy=fast",
+            Some("text/plain"),
+            b"Good.".to_vec(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        let (status, answer) =
+            send_document(&state, "?colour=red", Some("text/plain"), b"Good.".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    });
 }

@@ -13,11 +13,12 @@ use exitwise::classifier::{Classification, Classifier, ResultRecord};
 use exitwise::dataset::FieldNames;
 use exitwise::engine::{Session, SessionOptions};
 use exitwise::exit::Budget;
+use exitwise::formats::{Format as ReadFormat, TextEncoding};
 use exitwise::pack::AdapterPack;
 use exitwise::text::input::{ReadMode, expand_inputs, read_source};
 use exitwise::text::{DocumentError, prepare_document};
 
-use crate::cli::options::PolicyArgument;
+use crate::cli::options::{InputFormat, PolicyArgument, parse_encoding, read_options};
 use crate::cli::resolve::{load_model, load_pack, model_sha256};
 use crate::cli::{EXIT_FAILURES, EXIT_OK, GlobalOptions, output};
 
@@ -86,9 +87,31 @@ pub struct ClassifyArgs {
     #[arg(long, default_value = "id", value_name = "NAME")]
     id_field: String,
 
-    /// Walk directories recursively (otherwise only the files directly inside)
+    /// Walk directories recursively (otherwise only the files directly inside; a Maildir's
+    /// `cur` and `new` are always read)
     #[arg(short, long)]
     recursive: bool,
+
+    /// Reader of files and stdin [default: auto]
+    ///
+    /// `auto` recognises each document by its content (PDF, DOCX and ODT by their magic bytes,
+    /// HTML and mail by sniffing, an mbox mailbox by its `From ` lines), then by its
+    /// extension; any other binary file is an error record. A mail gives its subject and text
+    /// parts (the HTML part when there is no plain one), an mbox one record per message
+    /// (`FILE#N`), a page its title and main content, a PDF its text layer, DOCX and ODT
+    /// their paragraphs. Records name the reader used (`format`).
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto, conflicts_with_all = ["lines", "jsonl"])]
+    input_format: InputFormat,
+
+    /// Encoding of plain text, pages and --lines input [default: detected]
+    ///
+    /// Without it: a byte-order mark decides (UTF-8, UTF-16, UTF-32), else UTF-8 if the
+    /// bytes are valid UTF-8, else the legacy encoding detected (windows-1252, Shift_JIS, …)
+    /// when its decoding reads as text; otherwise the document is an error record. A page's
+    /// `<meta charset>` is honoured. Mail carries its own charsets. WHATWG labels (latin1,
+    /// windows-1251, shift_jis, utf-16le, …) and utf-32le/utf-32be.
+    #[arg(long, value_name = "NAME", value_parser = parse_encoding, conflicts_with = "jsonl")]
+    encoding: Option<TextEncoding>,
 
     /// Most tokens read per document [default: the pack's]
     #[arg(long, value_name = "N")]
@@ -103,7 +126,15 @@ pub struct ClassifyArgs {
 #[derive(Serialize)]
 struct ErrorRecord<'a> {
     id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'a str>,
     error: &'a str,
+}
+
+/// How a document was read, for its record.
+struct ReadAs<'a> {
+    format: ReadFormat,
+    encoding: Option<&'a str>,
 }
 
 /// Writes records in the chosen format, flushing each one.
@@ -121,11 +152,11 @@ impl Printer {
         match self.format {
             Format::Jsonl => {}
             Format::Text => output::print(&format!(
-                "{:<32} {:<12} {:>6} {:>9} {:>7} {:>6} {:>8}\n",
-                "DOCUMENT", "LABEL", "CONF", "SENTENCE", "LAYER", "COST", "MS"
+                "{:<32} {:<6} {:<12} {:>6} {:>9} {:>7} {:>6} {:>8}\n",
+                "DOCUMENT", "FORMAT", "LABEL", "CONF", "SENTENCE", "LAYER", "COST", "MS"
             ))?,
             Format::Tsv => output::print(
-                "id\tlabel\tconfidence\tsentence\tsentences\tlayer\tlayers\ttokens_read\ttokens_total\ttruncated\ttoken_layers\tfull_token_layers\tms\terror\n",
+                "id\tlabel\tconfidence\tsentence\tsentences\tlayer\tlayers\ttokens_read\ttokens_total\ttruncated\ttoken_layers\tfull_token_layers\tms\terror\tformat\n",
             )?,
         }
         Ok(())
@@ -135,6 +166,7 @@ impl Printer {
         &mut self,
         pack: &AdapterPack,
         id: &str,
+        read_as: &ReadAs<'_>,
         result: &Classification,
         milliseconds: f64,
     ) -> anyhow::Result<()> {
@@ -144,11 +176,19 @@ impl Printer {
         let confidence = result.probabilities[result.class];
         let line = match self.format {
             Format::Jsonl => {
-                serde_json::to_string(&ResultRecord::new(id, labels, result, milliseconds))? + "\n"
+                serde_json::to_string(&ResultRecord::new(
+                    id,
+                    read_as.format,
+                    read_as.encoding,
+                    labels,
+                    result,
+                    milliseconds,
+                ))? + "\n"
             }
             Format::Text => format!(
-                "{:<32} {:<12} {:>6.3} {:>9} {:>7} {:>5.1}% {:>8.1}\n",
+                "{:<32} {:<6} {:<12} {:>6.3} {:>9} {:>7} {:>5.1}% {:>8.1}\n",
                 id,
+                read_as.format.name(),
                 label,
                 confidence,
                 format!("{}/{}", result.exit.sentences_read(), result.exit.sentences),
@@ -157,7 +197,7 @@ impl Printer {
                 milliseconds
             ),
             Format::Tsv => format!(
-                "{}\t{label}\t{confidence:.6}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{milliseconds:.1}\t\n",
+                "{}\t{label}\t{confidence:.6}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{milliseconds:.1}\t\t{}\n",
                 tsv_field(id),
                 result.exit.sentences_read(),
                 result.exit.sentences,
@@ -167,22 +207,31 @@ impl Printer {
                 result.tokens_total,
                 result.truncated,
                 result.token_layers,
-                result.full_token_layers
+                result.full_token_layers,
+                read_as.format.name()
             ),
         };
         output::print(&line)?;
         Ok(())
     }
 
-    fn error(&mut self, id: &str, reason: &str) -> anyhow::Result<()> {
+    fn error(&mut self, id: &str, format: Option<ReadFormat>, reason: &str) -> anyhow::Result<()> {
         self.header()?;
+        let format = format.map(ReadFormat::name);
         let line = match self.format {
-            Format::Jsonl => serde_json::to_string(&ErrorRecord { id, error: reason })? + "\n",
-            Format::Text => format!("{id:<32} error: {reason}\n"),
+            Format::Jsonl => {
+                serde_json::to_string(&ErrorRecord {
+                    id,
+                    format,
+                    error: reason,
+                })? + "\n"
+            }
+            Format::Text => format!("{id:<32} {:<6} error: {reason}\n", format.unwrap_or("-")),
             Format::Tsv => format!(
-                "{}\t\t\t\t\t\t\t\t\t\t\t\t\t{}\n",
+                "{}\t\t\t\t\t\t\t\t\t\t\t\t\t{}\t{}\n",
                 tsv_field(id),
-                tsv_field(reason)
+                tsv_field(reason),
+                format.unwrap_or("")
             ),
         };
         output::print(&line)?;
@@ -261,11 +310,15 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let started = Instant::now();
     let (mut classified, mut failed) = (0usize, 0usize);
     let (mut computed, mut full) = (0u64, 0u64);
-    // Documents are read up to this many bytes, in every mode: far more than the token limit
-    // can use, and a bound on memory for endless streams and endless lines.
-    let byte_limit = exitwise::text::byte_limit(token_limit);
+    // Text is kept up to this many bytes, in every mode: far more than the token limit can
+    // use, and a bound on memory for endless streams and endless lines.
+    let read_options = read_options(
+        args.input_format,
+        args.encoding,
+        exitwise::text::byte_limit(token_limit),
+    )?;
     for source in &sources {
-        read_source(source, mode, &fields, byte_limit, &mut |item| {
+        read_source(source, mode, &fields, &read_options, &mut |item| {
             let document_started = Instant::now();
             let outcome =
                 item.text
@@ -281,13 +334,18 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
                     classified += 1;
                     computed += result.token_layers;
                     full += result.full_token_layers;
-                    let milliseconds = document_started.elapsed().as_secs_f64() * 1e3;
-                    printer.result(&pack, &item.id, &result, milliseconds)
+                    let milliseconds =
+                        (item.reading + document_started.elapsed()).as_secs_f64() * 1e3;
+                    let read_as = ReadAs {
+                        format: item.format.unwrap_or(ReadFormat::Text),
+                        encoding: item.encoding,
+                    };
+                    printer.result(&pack, &item.id, &read_as, &result, milliseconds)
                 }
                 Err(reason) => {
                     failed += 1;
                     bar.suspend(|| eprintln!("error: cannot classify `{}`: {reason}", item.id));
-                    printer.error(&item.id, &reason)
+                    printer.error(&item.id, item.format, &reason)
                 }
             }
         })?;

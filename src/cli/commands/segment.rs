@@ -1,22 +1,30 @@
-//! `exitwise segment`: shows how a document is read — its sentences and their tokens, with the
-//! model's own tokenizer and the token limit — exactly as the classifier will feed it.
+//! `exitwise segment`: shows how a document is read — the reader its content called for, the
+//! text extracted, and its sentences and their tokens, with the model's own tokenizer and the
+//! token limit — exactly as the classifier will feed it.
 
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
-use exitwise::text::{DEFAULT_TOKEN_LIMIT, DocumentError, prepare_document};
+use exitwise::dataset::FieldNames;
+use exitwise::engine::Model;
+use exitwise::formats::TextEncoding;
+use exitwise::text::input::{InputDocument, ReadMode, Source, read_source};
+use exitwise::text::{DEFAULT_TOKEN_LIMIT, DocumentError, byte_limit, prepare_document};
 
+use crate::cli::options::{InputFormat, parse_encoding, read_options};
 use crate::cli::resolve::load_model;
 use crate::cli::{EXIT_FAILURES, EXIT_OK, GlobalOptions, output};
 
 /// Arguments of `exitwise segment`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 the document was read; 1 it could not be read (the reason is on stderr); 2 usage or set-up error."
+)]
 pub struct SegmentArgs {
-    /// Document to read; `-` or nothing reads stdin
+    /// Document to read (a mailbox: each of its messages); `-` or nothing reads stdin
     #[arg(value_name = "FILE|-")]
     input: Option<PathBuf>,
 
@@ -27,6 +35,18 @@ pub struct SegmentArgs {
     /// Most tokens read from the document (document-start token included); the rest is cut
     #[arg(long, default_value_t = DEFAULT_TOKEN_LIMIT, value_name = "N")]
     token_limit: usize,
+
+    /// Reader of the document [default: auto, recognised by content, then extension]
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    input_format: InputFormat,
+
+    /// Encoding of plain text and pages [default: detected; see `classify --help`]
+    #[arg(long, value_name = "NAME", value_parser = parse_encoding)]
+    encoding: Option<TextEncoding>,
+
+    /// Print only the extracted text, as the model reads it (no model is loaded)
+    #[arg(long, conflicts_with = "json")]
+    text: bool,
 
     /// Print JSON Lines (one object per sentence, then a summary object) instead of text
     #[arg(long)]
@@ -45,6 +65,9 @@ struct SentenceLine<'a> {
 #[derive(Debug, Serialize)]
 struct Summary<'a> {
     document: &'a str,
+    format: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'a str>,
     sentences_read: usize,
     sentences_in_document: usize,
     tokens_read: usize,
@@ -53,31 +76,62 @@ struct Summary<'a> {
 
 /// Runs `exitwise segment`.
 pub fn run(args: &SegmentArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
-    // A document that cannot be read is a failed result (exit 1), like in `classify`; only
-    // set-up problems (the model) are exit 2.
-    let (name, bytes) = match read_input(args.input.as_ref()) {
-        Ok(input) => input,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return Ok(EXIT_FAILURES);
-        }
+    let source = match &args.input {
+        Some(path) if path.as_os_str() != "-" => Source::File(path.clone()),
+        _ => Source::Stdin,
     };
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!(
-                "error: cannot read `{name}`: it is not UTF-8 text (invalid byte at offset {})",
-                error.utf8_error().valid_up_to()
-            );
-            return Ok(EXIT_FAILURES);
-        }
-    };
-    let model = load_model(args.model.as_ref(), global)?;
-    let document = match prepare_document(&model, &text, args.token_limit) {
+    let options = read_options(
+        args.input_format,
+        args.encoding,
+        byte_limit(args.token_limit),
+    )?;
+    // The model is loaded on the first document that reads: a document that cannot be read
+    // is a failed result (exit 1), like in `classify`, whatever the model.
+    let mut model: Option<Model> = None;
+    let mut failed = false;
+    read_source(
+        &source,
+        ReadMode::Whole,
+        &FieldNames::default(),
+        &options,
+        &mut |document| -> anyhow::Result<()> {
+            let text = match &document.text {
+                Ok(text) => text,
+                Err(reason) => {
+                    failed = true;
+                    eprintln!("error: cannot read `{}`: {reason}", document.id);
+                    return Ok(());
+                }
+            };
+            if args.text {
+                return Ok(output::print(&format!("{}\n", text.trim_end()))?);
+            }
+            let model = match &mut model {
+                Some(model) => model,
+                None => model.insert(load_model(args.model.as_ref(), global)?),
+            };
+            if !print_document(args, model, &document, text)? {
+                failed = true;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(if failed { EXIT_FAILURES } else { EXIT_OK })
+}
+
+/// Prints one document's sentences and summary; `false` when it has none.
+fn print_document(
+    args: &SegmentArgs,
+    model: &Model,
+    input: &InputDocument,
+    text: &str,
+) -> anyhow::Result<bool> {
+    let name = &input.id;
+    let document = match prepare_document(model, text, args.token_limit) {
         Ok(document) => document,
         Err(error @ DocumentError::Empty) => {
             eprintln!("error: cannot read `{name}`: {error}");
-            return Ok(EXIT_FAILURES);
+            return Ok(false);
         }
         Err(error) => return Err(error).with_context(|| format!("cannot prepare `{name}`")),
     };
@@ -103,8 +157,11 @@ pub fn run(args: &SegmentArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             );
         }
     }
+    let format = input.format.map_or("text", |format| format.name());
     let summary = Summary {
-        document: &name,
+        document: name,
+        format,
+        encoding: input.encoding,
         sentences_read: document.sentences.len(),
         sentences_in_document: document.sentences_in_document,
         tokens_read: document.token_count(),
@@ -115,7 +172,11 @@ pub fn run(args: &SegmentArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     } else {
         let _ = writeln!(
             out,
-            "{} of {} sentences, {} tokens{}",
+            "{}: read as {format}{}; {} of {} sentences, {} tokens{}",
+            summary.document,
+            summary
+                .encoding
+                .map_or_else(String::new, |encoding| format!(" ({encoding})")),
             summary.sentences_read,
             summary.sentences_in_document,
             summary.tokens_read,
@@ -127,23 +188,5 @@ pub fn run(args: &SegmentArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         );
     }
     output::print(&out)?;
-    Ok(EXIT_OK)
-}
-
-fn read_input(input: Option<&PathBuf>) -> anyhow::Result<(String, Vec<u8>)> {
-    let mut bytes = Vec::new();
-    match input {
-        Some(path) if path.as_os_str() != "-" => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            Ok((path.display().to_string(), bytes))
-        }
-        _ => {
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .context("cannot read stdin")?;
-            Ok(("<stdin>".to_string(), bytes))
-        }
-    }
+    Ok(true)
 }

@@ -14,7 +14,7 @@ use exitwise::server::config::ServeConfig;
 use exitwise::server::worker::WorkerOptions;
 use exitwise::server::{Limits, ServeOptions};
 
-use crate::cli::options::PolicyArgument;
+use crate::cli::options::{InputFormat, PolicyArgument, read_options};
 use crate::cli::resolve::{load_pack, resolve_model_path};
 use crate::cli::{EXIT_OK, GlobalOptions};
 
@@ -141,6 +141,9 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         (None, None, None, Some(file)) => Some(ApiKey::from_file(file)?),
         (None, None, None, None) => None,
     };
+    let pack = Arc::new(load_pack(
+        args.adapters.as_ref().or(config.adapters.as_ref()),
+    )?);
     let limits = Limits {
         metrics_need_key: args.metrics_need_key || config.metrics_need_key.unwrap_or(false),
         api_key,
@@ -153,6 +156,11 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         queue_capacity: args.queue.or(config.queue).unwrap_or(16).max(1),
         default_policy: policy,
         default_budget: budget,
+        reading: read_options(
+            InputFormat::Auto,
+            None,
+            exitwise::text::byte_limit(pack.manifest.token_limit),
+        )?,
     };
     let listen = args
         .listen
@@ -160,9 +168,6 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         .or(config.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8080".to_string());
 
-    let pack = Arc::new(load_pack(
-        args.adapters.as_ref().or(config.adapters.as_ref()),
-    )?);
     // The default setting must exist before the first request needs it.
     let default_setting = pack.operating_point(policy, budget)?;
     crate::cli::commands::classify::warn_if_fallback(&pack, policy, budget, &default_setting);
