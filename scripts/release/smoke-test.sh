@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make dist-test`: tries the release artefacts as a new user on an air-gapped machine would.
 # In a fresh folder, with an empty HOME, no source tree and no EXITWISE_* variables: unpack the
-# tarball, `models import` a GGUF, `classify` a file and stdin, `serve` one request and stop it
-# with SIGTERM; then the same binary from the Debian package (`dpkg-deb -x`). Nothing here
+# tarball, `models import` a GGUF, `classify` a file, a PDF and stdin, `serve` a text and a PDF
+# and stop it with SIGTERM; then the same binary from the Debian package (`dpkg-deb -x`). Nothing here
 # reaches the network. Usage: scripts/release/smoke-test.sh [GGUF] (default: models/gemma3-270m.gguf)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,6 +43,11 @@ check_installation() {
   grep -q '"label":"neg"' "$WORK/stdin.jsonl" || fail "classify from stdin did not answer neg"
   clean "$exitwise" classify --adapters gemma3-270m-bbc --format text "$WORK/review.txt" >/dev/null ||
     fail "the packaged adapter packs are not found"
+  # A PDF is read by the installed binary's child reader (`read-container`), from a file and
+  # from a request body.
+  cp "$ROOT/tests/fixtures/formats/review.pdf" "$WORK/review.pdf"
+  clean "$exitwise" classify "$WORK/review.pdf" | tee "$WORK/pdf.jsonl"
+  grep -q '"format":"pdf","label":"pos"' "$WORK/pdf.jsonl" || fail "classify did not read the PDF"
 
   # Not through `clean`: the server must be this job itself, so that SIGTERM reaches it.
   (cd "$WORK" && exec env -i PATH=/usr/bin:/bin HOME="$WORK/home" LANG=C.UTF-8 \
@@ -57,6 +62,10 @@ check_installation() {
     "http://127.0.0.1:$PORT/v1/classify" | tee "$WORK/serve.json"
   echo
   grep -q '"label":"pos"' "$WORK/serve.json" || { cat "$WORK/serve.log"; fail "serve did not answer"; }
+  curl -sf -H 'content-type: application/pdf' --data-binary "@$WORK/review.pdf" \
+    "http://127.0.0.1:$PORT/v1/classify/document" | tee "$WORK/serve-pdf.json"
+  echo
+  grep -q '"format":"pdf"' "$WORK/serve-pdf.json" || { cat "$WORK/serve.log"; fail "serve did not read the PDF"; }
   kill -TERM "$SERVER"
   wait "$SERVER" || fail "serve did not exit 0 after SIGTERM"
   SERVER=""

@@ -107,6 +107,30 @@ impl LayerObserver for PolicyObserver<'_> {
     }
 }
 
+/// Feeds the leading batches of a pass longer than one decode: their states go to the
+/// accumulator up to the pass's depth, and the exit rule is not asked (the pass is not all in
+/// yet): it is asked during the pass's last batch, as it would be in one decode.
+struct LeadingBatch<'a> {
+    accumulator: &'a mut FeatureAccumulator,
+    policy: &'a dyn ExitPolicy,
+}
+
+impl LayerObserver for LeadingBatch<'_> {
+    fn on_layer(&mut self, hidden: &LayerHidden<'_>) -> Flow {
+        let layer = hidden.layer();
+        self.accumulator.record(layer, hidden.states());
+        if layer >= self.policy.depth() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn wants_layer(&self, layer: usize) -> bool {
+        self.policy.needs_layer(layer)
+    }
+}
+
 /// A session, a pack and an exit policy, ready to classify documents one after the other.
 pub struct Classifier<'model, 'pack> {
     session: Session<'model>,
@@ -174,6 +198,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
             .map(|sentence| sentence.tokens.len())
             .collect();
         let mut exit = None;
+        let batch = self.session.batch_capacity();
         for pass in policy.reading().passes(&sentence_tokens) {
             let mut tokens = Vec::new();
             let mut ends = Vec::with_capacity(pass.len());
@@ -181,6 +206,37 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 tokens.extend_from_slice(&sentence.tokens);
                 ends.push(tokens.len() - 1);
             }
+            // A pass longer than one decode (long documents read whole): its leading batches
+            // run to the pass's depth, the last one decides. A batch without a sentence end
+            // (a sentence longer than a batch) gives its last token to the last layer.
+            let mut start = 0;
+            while tokens.len() - start > batch {
+                let end = start + batch;
+                let mut outputs: Vec<usize> = ends
+                    .iter()
+                    .filter(|&&sentence_end| (start..end).contains(&sentence_end))
+                    .map(|sentence_end| sentence_end - start)
+                    .collect();
+                if outputs.is_empty() {
+                    outputs.push(batch - 1);
+                }
+                let mut leading = LeadingBatch {
+                    accumulator: &mut self.accumulator,
+                    policy,
+                };
+                let outcome =
+                    self.session
+                        .feed_with_outputs(&tokens[start..end], &outputs, &mut leading)?;
+                tokens_read += outcome.tokens;
+                token_layers += (outcome.tokens * outcome.layers_computed) as u64;
+                start = end;
+            }
+            let last_ends: Vec<usize> = ends
+                .iter()
+                .filter(|&&sentence_end| sentence_end >= start)
+                .map(|sentence_end| sentence_end - start)
+                .collect();
+            let tokens = &tokens[start..];
             let mut observer = PolicyObserver {
                 accumulator: &mut self.accumulator,
                 pack,
@@ -192,7 +248,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
             };
             let outcome = self
                 .session
-                .feed_with_outputs(&tokens, &ends, &mut observer)?;
+                .feed_with_outputs(tokens, &last_ends, &mut observer)?;
             exit = observer.exit.take();
             tokens_read += outcome.tokens;
             token_layers += (outcome.tokens * outcome.layers_computed) as u64;

@@ -63,6 +63,19 @@ pub fn model_sha256(model: &Model) -> anyhow::Result<String> {
 }
 
 /// Loads the model `--model` names (see [`resolve_model_path`]).
+/// Refuses a token limit beyond what `model` was trained on: positions past its trained context
+/// are ones its attention never saw.
+pub fn check_token_limit(model: &Model, token_limit: usize) -> anyhow::Result<()> {
+    if let Some(context) = model.facts().trained_context
+        && token_limit as u64 > context
+    {
+        anyhow::bail!(
+            "the token limit {token_limit} is beyond the model's trained context of {context} tokens"
+        );
+    }
+    Ok(())
+}
+
 pub fn load_model(model: Option<&PathBuf>, global: &GlobalOptions) -> anyhow::Result<Model> {
     let path = resolve_model_path(model, global)?;
     Model::load(&path, &global.model_options())

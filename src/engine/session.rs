@@ -12,8 +12,8 @@ use super::{EngineError, backend};
 /// How to create a session.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Most tokens one document may hold (BOS included); the KV cache and the largest batch are
-    /// sized for it.
+    /// Most tokens one document may hold (BOS included); the KV cache is sized for it, the
+    /// largest batch for it up to [`MOST_BATCH_TOKENS`].
     pub context_tokens: usize,
     /// CPU threads for decoding; `None`: as many as other processes leave free, between one
     /// and the CPUs this process may use, chosen again at every [`Session::reset`] (see
@@ -30,6 +30,14 @@ pub struct SessionOptions {
 /// The polling level of the session's thread pool unless told otherwise (ggml's own default is
 /// 50).
 pub const DEFAULT_POLL: u32 = 50;
+
+/// Most tokens one decode takes (llama.cpp's batch and micro-batch). A context above it is fed
+/// in several decodes: llama.cpp reserves its compute buffer for the largest micro-batch with
+/// every token an output (one vocabulary-sized row of logits each: 1 GiB a thousand tokens for
+/// gemma3's 262,144-token vocabulary), and sizes the sliding-window layers' cache by the window
+/// plus one micro-batch; a 32,768-token micro-batch asked llama.cpp for 32 GiB. Up to this
+/// size a whole pass is one decode, as before.
+pub const MOST_BATCH_TOKENS: usize = 2048;
 
 /// Environment variable that sets the polling level (0–100) of every session.
 pub const POLL_VARIABLE: &str = "EXITWISE_POLL";
@@ -177,10 +185,13 @@ impl<'model> Session<'model> {
     pub fn new(model: &'model Model, options: &SessionOptions) -> Result<Self, EngineError> {
         let capacity = options.context_tokens.max(1);
         // llama.cpp counts batch tokens in i32 and context tokens in u32: fit both.
-        let capacity_batch = i32::try_from(capacity).map_err(|_| {
-            EngineError::InvalidBatch(format!("context of {capacity} tokens is too large"))
-        })?;
-        let capacity_c = capacity_batch.unsigned_abs();
+        let capacity_c = i32::try_from(capacity)
+            .map_err(|_| {
+                EngineError::InvalidBatch(format!("context of {capacity} tokens is too large"))
+            })?
+            .unsigned_abs();
+        let batch_capacity = capacity.min(MOST_BATCH_TOKENS);
+        let batch_capacity_c = i32::try_from(batch_capacity).unwrap_or(i32::MAX);
         let fixed_threads = options.threads.filter(|&threads| threads > 0);
         let threads = fixed_threads.unwrap_or_else(super::cpus::usable_cpus);
         let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
@@ -193,11 +204,15 @@ impl<'model> Session<'model> {
         // SAFETY: returns a plain struct by value; no preconditions.
         let mut params = unsafe { sys::llama_context_default_params() };
         params.n_ctx = capacity_c;
-        // One batch = one micro-batch = up to a whole document: the graph then runs once per
-        // fed sentence, so the tap sees each layer exactly once and a stop is final.
-        params.n_batch = capacity_c;
-        params.n_ubatch = capacity_c;
+        // One batch = one micro-batch = up to a whole document of the usual token limit: the
+        // graph then runs once per fed pass, so the tap sees each layer exactly once and a stop
+        // is final. Longer passes are fed in batches by the caller (see `MOST_BATCH_TOKENS`).
+        params.n_batch = batch_capacity_c.unsigned_abs();
+        params.n_ubatch = batch_capacity_c.unsigned_abs();
         params.n_seq_max = 1;
+        // The sliding-window layers (5 of every 6 in gemma3) keep the window and one batch of
+        // cache, not the whole context: the same attention, a fraction of the memory.
+        params.swa_full = false;
         params.n_threads = threads_c;
         params.n_threads_batch = threads_c;
         params.embeddings = false;
@@ -234,9 +249,12 @@ impl<'model> Session<'model> {
         };
 
         // SAFETY: allocates token, pos, n_seq_id, seq_id (with one id each) and logits arrays
-        // for `capacity` tokens; freed by `BatchHandle::drop`.
-        let batch = unsafe { sys::llama_batch_init(capacity_batch, 0, 1) };
-        let batch = BatchHandle { batch, capacity };
+        // for `batch_capacity` tokens; freed by `BatchHandle::drop`.
+        let batch = unsafe { sys::llama_batch_init(batch_capacity_c, 0, 1) };
+        let batch = BatchHandle {
+            batch,
+            capacity: batch_capacity,
+        };
 
         Ok(Session {
             context,
@@ -269,6 +287,11 @@ impl<'model> Session<'model> {
     /// Most tokens the session's context holds.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Most tokens one feed takes (the context's size up to [`MOST_BATCH_TOKENS`]).
+    pub fn batch_capacity(&self) -> usize {
+        self.batch.capacity
     }
 
     /// Threads used for decoding.
@@ -420,7 +443,13 @@ impl<'model> Session<'model> {
                 capacity: self.capacity,
             });
         }
-        debug_assert!(tokens.len() <= self.batch.capacity);
+        if tokens.len() > self.batch.capacity {
+            return Err(EngineError::InvalidBatch(format!(
+                "a batch of {} tokens is more than the {} one decode takes",
+                tokens.len(),
+                self.batch.capacity
+            )));
+        }
         let batch = &mut self.batch.batch;
         for (index, &token) in tokens.iter().enumerate() {
             let position = i32::try_from(self.position + index).unwrap_or(i32::MAX);

@@ -177,12 +177,14 @@ pub fn prepare_documents(
     })
 }
 
-/// A session on `model` and a classifier over it, warmed up with every setting of `configs` on
-/// `document` (the first decodes of a session allocate buffers and fault pages in, which must
-/// not be timed); also the session's thread count.
+/// A session on `model` for documents of up to `token_limit` tokens and a classifier over it,
+/// warmed up with every setting of `configs` on `document` (the first decodes of a session
+/// allocate buffers and fault pages in, which must not be timed); also the session's thread
+/// count.
 pub fn warmed_classifier<'model, 'pack>(
     model: &'model Model,
     pack: &'pack AdapterPack,
+    token_limit: usize,
     threads: Option<usize>,
     configs: &[PolicyConfig],
     document: &PreparedDocument,
@@ -190,7 +192,7 @@ pub fn warmed_classifier<'model, 'pack>(
     let session = Session::new(
         model,
         &SessionOptions {
-            context_tokens: pack.manifest.token_limit,
+            context_tokens: token_limit,
             threads,
             poll: None,
             tap: true,

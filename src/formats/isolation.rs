@@ -212,7 +212,7 @@ pub fn run_child(arguments: &[String], input: impl Read, mut output: impl Write)
             reason: format!("cannot read the document: {error}"),
         }),
         Ok(_) if bytes.len() as u64 > limit => Answer::Failed(ReadError::TooLarge {
-            what: format!("{} file", format.name().to_ascii_uppercase()),
+            what: format!("{} file", format.noun()),
             limit: (limit >> 20) as usize,
         }),
         Ok(_) => match read_container(&bytes, format, text_limit) {

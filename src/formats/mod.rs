@@ -62,6 +62,18 @@ impl Format {
         }
     }
 
+    /// The format as a sentence names it (`text`, `mail`, `web page`, `PDF`, `DOCX`, `ODT`).
+    pub fn noun(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Mail => "mail",
+            Format::Html => "web page",
+            Format::Pdf => "PDF",
+            Format::Docx => "DOCX",
+            Format::Odt => "ODT",
+        }
+    }
+
     /// The format of a name, as [`Format::name`] writes it.
     pub fn from_name(name: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|format| format.name() == name)
@@ -141,7 +153,7 @@ pub enum ReadError {
     #[error("the {0} holds no text")]
     NoText(String),
     /// A reader ran out of time.
-    #[error("reading the {format} took longer than {seconds} s")]
+    #[error("reading the {} took longer than {seconds} s (it is killed then)", .format.noun())]
     TimedOut {
         /// The format read.
         format: Format,
@@ -149,7 +161,7 @@ pub enum ReadError {
         seconds: u64,
     },
     /// A reader failed (crashed, ran out of memory, or could not start).
-    #[error("the {format} reader failed: {reason}")]
+    #[error("the {} reader failed: {reason}", .format.noun())]
     ReaderFailed {
         /// The format read.
         format: Format,
@@ -195,7 +207,7 @@ pub fn read_document(
 ) -> Result<Extracted, ReadError> {
     if cut && format.needs_whole_file() {
         return Err(ReadError::TooLarge {
-            what: format!("{} file", format.name().to_ascii_uppercase()),
+            what: format!("{} file", format.noun()),
             limit: format.raw_limit(options.text_limit) >> 20,
         });
     }

@@ -37,7 +37,7 @@ pub fn identify(bytes: &[u8]) -> Option<Format> {
 /// The paragraph text of a DOCX or ODT document, up to `text_limit` bytes.
 pub fn read(bytes: &[u8], format: Format, text_limit: usize) -> Result<String, ReadError> {
     let malformed = |reason: String| ReadError::Malformed {
-        what: format.name().to_ascii_uppercase(),
+        what: format.noun().to_string(),
         reason,
     };
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
@@ -57,10 +57,7 @@ pub fn read(bytes: &[u8], format: Format, text_limit: usize) -> Result<String, R
     )
     .map_err(|error| malformed(format!("`{entry_name}`: {error}")))?;
     if text.trim().is_empty() {
-        return Err(ReadError::NoText(format!(
-            "{} document",
-            format.name().to_ascii_uppercase()
-        )));
+        return Err(ReadError::NoText(format!("{} document", format.noun())));
     }
     Ok(text)
 }

@@ -1,9 +1,11 @@
 //! The HTTP layer (axum on tokio). The model lives on its own thread ([`super::worker`]);
 //! handlers validate requests, queue them without waiting and await the answer.
 //!
-//! Statuses: 200 answered; 400 malformed JSON; 413 body too large or too many texts; 415 not
-//! JSON; 422 wrong types, empty text, unknown policy or uncalibrated budget; 429 queue full
-//! (with `Retry-After`); 408 the request took longer than the request timeout; 503 not ready or
+//! Statuses: 200 answered; 400 malformed JSON (or query); 413 body too large or too many texts
+//! (or messages); 415 not JSON, or a raw document of a `Content-Type` that is not read; 422
+//! wrong types, empty text, a document that cannot be read, unknown policy or uncalibrated
+//! budget; 429 queue full, or as many documents being read as the queue holds (with
+//! `Retry-After`); 408 the request took longer than the request timeout; 503 not ready or
 //! stopping. Errors are JSON: `{"error": "<reason>"}`.
 
 use std::sync::Arc;
@@ -538,7 +540,7 @@ async fn classify_document(
     let read = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let mut documents = Vec::new();
-        let _ = read_stream::<std::convert::Infallible>(
+        let read = read_stream::<std::convert::Infallible>(
             &id,
             None,
             &mut std::io::Cursor::new(body),
@@ -548,7 +550,10 @@ async fn classify_document(
                 Ok(())
             },
         );
-        documents
+        match read {
+            Ok(()) => documents,
+            Err(never) => match never {},
+        }
     })
     .await
     .map_err(|error| {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use crate::dataset::{FieldNames, value_text};
 use crate::formats::mailbox::{Mailbox, MailboxMessage, read_line_bounded};
 use crate::formats::{
-    Detected, Extracted, Format, ReadError, ReadOptions, SNIFF_BYTES, TextEncoding, binary_error,
-    detect, read_document, resolve_zip,
+    Detected, Extracted, Format, MOST_CONTAINER_BYTES, ReadError, ReadOptions, SNIFF_BYTES,
+    TextEncoding, binary_error, detect, read_document, resolve_zip,
 };
 
 /// How a source is cut into documents.
@@ -125,9 +125,9 @@ fn walk(dir: &Path, recursive: bool, sources: &mut Vec<Source>) {
 
 /// Reads one source in `mode`, handing each document to `handle` as soon as it is complete.
 /// Text is kept up to `options.text_limit` bytes (cut on a character boundary) and the rest
-/// drained unread; a JSON Lines record longer than four times that is refused; other formats
-/// are read up to their own raw limit ([`Format::raw_limit`]), so memory stays bounded in every
-/// mode. Only `handle`'s errors end the reading; a source that cannot be read becomes a
+/// left unread (drained from stdin); a JSON Lines record longer than four times that is
+/// refused; other formats are read up to their own raw limit ([`Format::raw_limit`]), so
+/// memory stays bounded in every mode. Only `handle`'s errors end the reading; a source that cannot be read becomes a
 /// document whose text is the reason.
 pub fn read_source<E>(
     source: &Source,
@@ -167,12 +167,19 @@ pub fn read_source<E>(
         },
     };
     let mut reader = BufReader::new(reader);
-    match mode {
+    let read = match mode {
         ReadMode::Whole => read_stream(&name, extension.as_deref(), &mut reader, options, handle),
         ReadMode::Lines | ReadMode::JsonLines => {
             read_lines(source, &name, &mut reader, mode, fields, options, handle)
         }
+    };
+    if read.is_ok() && matches!(source, Source::Stdin) {
+        // Drain what was not read, so a writer on the other end of the pipe is not cut off (a
+        // file's unread rest is simply left unread). Not after `handle` failed: a reader of
+        // stdout that went away ends the program at once, even with an endless stdin.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
     }
+    read
 }
 
 /// Reads a whole stream named `name` (its file's `extension`, lower case, helps recognise it):
@@ -204,35 +211,36 @@ pub fn read_stream<E>(
         Some(format) => Detected::Document(format),
         None => detect(&head, extension),
     };
-    let format = match detected {
+    // The format, when the first bytes tell it (a ZIP archive's entries tell DOCX from ODT),
+    // and the most bytes read.
+    let (known, limit) = match detected {
         Detected::Mailbox => {
             let stream = BufReader::new(Cursor::new(head).chain(reader));
             return read_mailbox(name, stream, options, handle);
         }
-        Detected::Document(format) => format,
-        Detected::Zip => Format::Docx,
         Detected::Binary(mime) => {
-            drain(reader);
             return handle(InputDocument::failed(
                 name.to_string(),
                 None,
                 binary_error(mime),
             ));
         }
+        Detected::Document(format) => (Some(format), format.raw_limit(options.text_limit)),
+        Detected::Zip => (None, MOST_CONTAINER_BYTES),
     };
-    let limit = format.raw_limit(options.text_limit);
     let (bytes, cut) = match read_rest(head, reader, limit) {
         Ok(read) => read,
         Err(error) => {
             return handle(InputDocument::failed(
                 name.to_string(),
-                Some(format),
+                known,
                 format!("cannot read: {error}"),
             ));
         }
     };
-    let format = match detected {
-        Detected::Zip if cut => {
+    let format = match known {
+        Some(format) => format,
+        None if cut => {
             // An archive too big to read whole cannot be told apart by its entries.
             return handle(InputDocument::failed(
                 name.to_string(),
@@ -243,11 +251,10 @@ pub fn read_stream<E>(
                 },
             ));
         }
-        Detected::Zip => match resolve_zip(&bytes) {
+        None => match resolve_zip(&bytes) {
             Ok(format) => format,
             Err(error) => return handle(InputDocument::failed(name.to_string(), None, error)),
         },
-        _ => format,
     };
     handle(document(name.to_string(), format, || {
         read_document(&bytes, format, cut, options)
@@ -278,25 +285,20 @@ fn document(
     }
 }
 
-/// `head` and the rest of `reader` up to `limit` bytes in all, and whether more was there
-/// (drained unread, so a writer at the other end of a pipe is not cut off).
+/// `head` and the rest of `reader` up to `limit` bytes in all, and whether there was more
+/// (one byte past the limit is read to tell; the rest stays unread).
 fn read_rest(
     mut head: Vec<u8>,
     reader: &mut impl Read,
     limit: usize,
 ) -> std::io::Result<(Vec<u8>, bool)> {
-    if head.len() > limit {
-        head.truncate(limit);
-        return Ok((head, true));
+    if head.len() <= limit {
+        let room = (limit - head.len()) as u64;
+        reader.take(room + 1).read_to_end(&mut head)?;
     }
-    let room = (limit - head.len()) as u64;
-    reader.take(room).read_to_end(&mut head)?;
-    let drained = drain(reader);
-    Ok((head, drained > 0))
-}
-
-fn drain(reader: &mut impl Read) -> u64 {
-    std::io::copy(reader, &mut std::io::sink()).unwrap_or(0)
+    let cut = head.len() > limit;
+    head.truncate(limit);
+    Ok((head, cut))
 }
 
 /// Streams the messages of a mailbox: `NAME` when it holds one message, `NAME#N` for the N-th

@@ -167,3 +167,70 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
         }
     }
 }
+
+#[test]
+fn a_pass_longer_than_one_decode_is_fed_in_batches_and_answers_as_in_one() {
+    let (Some(model), Some((_, pack))) = (shared_model(TestModel::Gemma), tiny_pack()) else {
+        return;
+    };
+    let layers = model.layers();
+    let long = SessionOptions {
+        context_tokens: 4096,
+        ..options()
+    };
+    // About 2,400 tokens: more than one decode takes (2,048), read whole by `full` and `layer`.
+    let text = TEXTS.join("\n").repeat(36);
+    let document = prepare_document(model, &text, 4096).expect("prepare");
+    assert!(document.token_count() > 2048, "{}", document.token_count());
+    assert!(!document.truncated);
+    let mut extraction = Session::new(model, &long).expect("session");
+    let mut accumulator = FeatureAccumulator::new(layers, model.width());
+    let features =
+        extract_document_features(&mut extraction, &mut accumulator, &document).expect("features");
+    let tokens: Vec<usize> = document
+        .sentences
+        .iter()
+        .map(|sentence| sentence.tokens.len())
+        .collect();
+    let grid = document_grid(pack, &features, tokens);
+    // One decode and sentence-by-sentence feeding round differently (about 0.01 on a
+    // probability here), so `layer` gets a threshold no rounding crosses: halfway across the
+    // first clear rise of the top probability over the layers below it.
+    let top: Vec<f32> = grid.probabilities[document.sentences.len() - 1]
+        .iter()
+        .map(|probabilities| probabilities.iter().copied().fold(0.0, f32::max))
+        .collect();
+    let threshold = (1..layers)
+        .find_map(|layer| {
+            let below = top[..layer].iter().copied().fold(0.0, f32::max);
+            (top[layer] - below > 0.04).then_some((below + top[layer]) / 2.0)
+        })
+        .expect("the top probability rises somewhere");
+    for (kind, threshold) in [(PolicyKind::Full, 1.0), (PolicyKind::Layer, threshold)] {
+        let config = PolicyConfig {
+            kind,
+            rule: ExitRule::MaxProbability,
+            threshold,
+            min_layer: 0,
+            patience: 1,
+            depth_cap: 17,
+            decision_layer: pack.manifest.best_layer,
+            min_pass_tokens: 0,
+        };
+        let simulated = simulate(config.policy(layers, pack.exit_models()).as_ref(), &grid);
+        let mut classifier =
+            Classifier::new(Session::new(model, &long).expect("session"), pack, config);
+        let online = classifier.classify(&document).expect("classify");
+        assert_eq!(online.exit.cell, simulated.answer, "{kind:?}");
+        assert_eq!(online.tokens_read, document.token_count(), "{kind:?}");
+        // The leading batch runs to the pass's depth whatever layer the last one exits at.
+        assert!(online.token_layers >= simulated.token_layers, "{kind:?}");
+        let expected = &grid.probabilities[simulated.answer.sentence][simulated.answer.layer];
+        for (online, expected) in online.probabilities.iter().zip(expected) {
+            assert!(
+                (online - expected).abs() < 0.02,
+                "{kind:?}: {online} vs {expected}"
+            );
+        }
+    }
+}

@@ -19,8 +19,8 @@ pub struct BenchEngineArgs {
     #[arg(long, value_name = "PATH|NAME")]
     model: Option<PathBuf>,
 
-    /// Prompt length in tokens (one batch)
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(2..=32768))]
+    /// Prompt length in tokens (one batch, so at most the 2048 tokens one decode takes)
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(2..=2048))]
     tokens: u32,
 
     /// Timed runs per variant; the table shows medians

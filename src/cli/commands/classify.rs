@@ -19,7 +19,7 @@ use exitwise::text::input::{ReadMode, expand_inputs, read_source};
 use exitwise::text::{DocumentError, prepare_document};
 
 use crate::cli::options::{InputFormat, PolicyArgument, parse_encoding, read_options};
-use crate::cli::resolve::{load_model, load_pack, model_sha256};
+use crate::cli::resolve::{check_token_limit, load_model, load_pack, model_sha256};
 use crate::cli::{EXIT_FAILURES, EXIT_OK, GlobalOptions, output};
 
 /// Output formats.
@@ -39,8 +39,8 @@ pub enum Format {
     after_help = "Exit status: 0 every document classified; 1 some documents failed (their error records are in the output and on stderr, the others are classified); 2 usage or set-up error."
 )]
 pub struct ClassifyArgs {
-    /// Documents: files (each one document), directories (their files; see --recursive) or `-`
-    /// for stdin [default: stdin]
+    /// Documents: files (each one document; an mbox mailbox one per message), directories
+    /// (their files; see --recursive; a Maildir its messages) or `-` for stdin [default: stdin]
     #[arg(value_name = "FILE|DIR|-")]
     inputs: Vec<PathBuf>,
 
@@ -114,6 +114,11 @@ pub struct ClassifyArgs {
     encoding: Option<TextEncoding>,
 
     /// Most tokens read per document [default: the pack's]
+    ///
+    /// Up to the model's trained context (`exitwise inspect`; 32768 for gemma3-270m): long PDFs
+    /// and mail threads are read further, and `2d` still stops where it is confident. The KV
+    /// cache grows with the limit (gemma3-270m: 96 MiB more at 32768 tokens); the pack's
+    /// settings were calibrated on documents cut at its own limit.
     #[arg(long, value_name = "N")]
     token_limit: Option<usize>,
 
@@ -263,6 +268,7 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         eprintln!("warning: {warning}");
     }
     let token_limit = args.token_limit.unwrap_or(pack.manifest.token_limit);
+    check_token_limit(&model, token_limit)?;
     let session = Session::new(
         &model,
         &SessionOptions {

@@ -12,7 +12,9 @@ use exitwise::evaluation::{DocumentResult, summarise};
 use exitwise::exit::{PolicyConfig, PolicyKind};
 
 use super::render::render_matrix;
-use super::{EvalArgs, chosen_kinds, file_name, labelled_data, warn_left_out, write_report};
+use super::{
+    EvalArgs, chosen_kinds, file_name, labelled_data, token_limit, warn_left_out, write_report,
+};
 use crate::cli::resolve::{load_model, load_pack};
 use crate::cli::{EXIT_OK, GlobalOptions, output};
 
@@ -50,7 +52,12 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let PreparedData {
         documents,
         left_out,
-    } = prepare_documents(&model_refs, &data, &manifest.labels, manifest.token_limit)?;
+    } = prepare_documents(
+        &model_refs,
+        &data,
+        &manifest.labels,
+        token_limit(args, &pack),
+    )?;
     warn_left_out(&left_out, documents.len(), args)?;
 
     let mut classifiers = Vec::new();
@@ -60,6 +67,7 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         let (classifier, session_threads) = warmed_classifier(
             model,
             &pack,
+            token_limit(args, &pack),
             global.threads(),
             &configs,
             &documents[0].prepared[which],

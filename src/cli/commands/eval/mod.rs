@@ -63,6 +63,15 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N", alias = "limit")]
     max_docs: Option<usize>,
 
+    /// Most tokens read per document [default: the pack's]
+    ///
+    /// Above the pack's limit, long documents are read further than the pack was calibrated
+    /// for (its settings were chosen on documents cut at its limit); the KV cache grows with
+    /// the limit. Pair with --no-simulation for documents of many thousand tokens: the oracle
+    /// and the staircase extract every sentence prefix's features.
+    #[arg(long, value_name = "N", conflicts_with = "simulated")]
+    token_limit: Option<usize>,
+
     /// Runs over the documents; times are the medians across runs
     #[arg(long, default_value_t = 3, value_name = "R", value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
@@ -116,6 +125,11 @@ fn labelled_data(args: &EvalArgs, pack: &AdapterPack) -> anyhow::Result<Dataset>
     let data = Dataset::read(&args.data, &fields, args.max_docs)?;
     data.check_labels_within(&manifest.labels)?;
     Ok(data)
+}
+
+/// Most tokens read per document: `--token-limit`, else the pack's.
+fn token_limit(args: &EvalArgs, pack: &AdapterPack) -> usize {
+    args.token_limit.unwrap_or(pack.manifest.token_limit)
 }
 
 /// `--policies` without repetitions, in the order given.

@@ -16,9 +16,11 @@ use exitwise::features::extraction::FeatureSource;
 use exitwise::pack::calibrate::labelled_grids;
 
 use super::render::{plot_points, render};
-use super::{EvalArgs, chosen_kinds, file_name, labelled_data, warn_left_out, write_report};
+use super::{
+    EvalArgs, chosen_kinds, file_name, labelled_data, token_limit, warn_left_out, write_report,
+};
 use crate::cli::feature_source::cached_features;
-use crate::cli::resolve::{load_model_for_pack, load_pack};
+use crate::cli::resolve::{check_token_limit, load_model_for_pack, load_pack};
 use crate::cli::{EXIT_OK, GlobalOptions, output, plot};
 
 /// Runs `exitwise eval` without `--models`.
@@ -28,6 +30,7 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let manifest = &pack.manifest;
     let data = labelled_data(args, &pack)?;
     let (model, model_sha256) = load_model_for_pack(&pack, args.model.as_ref(), global, false)?;
+    check_token_limit(&model, token_limit(args, &pack))?;
 
     let kinds = chosen_kinds(args);
     let entries = timed_entries(&pack, &kinds, args.budget, args.plot.is_some())?;
@@ -36,13 +39,14 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let PreparedData {
         documents,
         left_out,
-    } = prepare_documents(&[&model], &data, &manifest.labels, manifest.token_limit)?;
+    } = prepare_documents(&[&model], &data, &manifest.labels, token_limit(args, &pack))?;
     warn_left_out(&left_out, documents.len(), args)?;
 
     let configs: Vec<PolicyConfig> = entries.iter().map(|entry| entry.config).collect();
     let (mut classifier, threads) = warmed_classifier(
         &model,
         &pack,
+        token_limit(args, &pack),
         global.threads(),
         &configs,
         &documents[0].prepared[0],
@@ -81,7 +85,7 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         let source = FeatureSource {
             model: &model,
             model_sha256: &model_sha256,
-            token_limit: manifest.token_limit,
+            token_limit: token_limit(args, &pack),
             cache_root: args.cache_dir.as_deref(),
             threads: global.threads(),
         };
