@@ -73,6 +73,10 @@ struct PolicyObserver<'a> {
     sentence: usize,
     /// Tokens of the document read once this pass is fed.
     tokens_read: usize,
+    /// Whether this batch completes the pass. A pass longer than one decode is fed in
+    /// batches: the leading ones only feed the accumulator, up to the pass's depth; the exit
+    /// rule is asked during the last one, as it would be in one decode.
+    completes_pass: bool,
     /// The exit cell and its probabilities, once found.
     exit: Option<(Cell, Vec<f32>)>,
 }
@@ -81,7 +85,7 @@ impl LayerObserver for PolicyObserver<'_> {
     fn on_layer(&mut self, hidden: &LayerHidden<'_>) -> Flow {
         let layer = hidden.layer();
         self.accumulator.record(layer, hidden.states());
-        if self.policy.consults(layer) {
+        if self.completes_pass && self.policy.consults(layer) {
             let feature = self
                 .accumulator
                 .current(self.pack.manifest.feature_kind, layer);
@@ -95,30 +99,6 @@ impl LayerObserver for PolicyObserver<'_> {
                 return Flow::Stop;
             }
         }
-        if layer >= self.policy.depth() {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    }
-
-    fn wants_layer(&self, layer: usize) -> bool {
-        self.policy.needs_layer(layer)
-    }
-}
-
-/// Feeds the leading batches of a pass longer than one decode: their states go to the
-/// accumulator up to the pass's depth, and the exit rule is not asked (the pass is not all in
-/// yet): it is asked during the pass's last batch, as it would be in one decode.
-struct LeadingBatch<'a> {
-    accumulator: &'a mut FeatureAccumulator,
-    policy: &'a dyn ExitPolicy,
-}
-
-impl LayerObserver for LeadingBatch<'_> {
-    fn on_layer(&mut self, hidden: &LayerHidden<'_>) -> Flow {
-        let layer = hidden.layer();
-        self.accumulator.record(layer, hidden.states());
         if layer >= self.policy.depth() {
             Flow::Stop
         } else {
@@ -220,9 +200,15 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 if outputs.is_empty() {
                     outputs.push(batch - 1);
                 }
-                let mut leading = LeadingBatch {
+                let mut leading = PolicyObserver {
                     accumulator: &mut self.accumulator,
+                    pack,
                     policy,
+                    state: &mut state,
+                    sentence: pass.end - 1,
+                    tokens_read: tokens_read + batch,
+                    completes_pass: false,
+                    exit: None,
                 };
                 let outcome =
                     self.session
@@ -244,6 +230,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 state: &mut state,
                 sentence: pass.end - 1,
                 tokens_read: tokens_read + tokens.len(),
+                completes_pass: true,
                 exit: None,
             };
             let outcome = self

@@ -737,6 +737,74 @@ mod tests {
     }
 
     #[test]
+    fn a_mailbox_streams_its_messages() {
+        /// A mailbox of `messages` messages, made as it is read, counting the bytes handed out.
+        struct Generated {
+            messages: usize,
+            next: usize,
+            pending: Vec<u8>,
+            handed: std::rc::Rc<std::cell::Cell<usize>>,
+        }
+        impl Read for Generated {
+            fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+                if self.pending.is_empty() && self.next < self.messages {
+                    self.pending = format!(
+                        "From a@example.org Mon Sep 30 13:53:59 2002\nSubject: n{}\n\nBody.\n",
+                        self.next
+                    )
+                    .into_bytes();
+                    self.next += 1;
+                }
+                let count = buffer.len().min(self.pending.len());
+                buffer[..count].copy_from_slice(&self.pending[..count]);
+                self.pending.drain(..count);
+                self.handed.set(self.handed.get() + count);
+                Ok(count)
+            }
+        }
+        let handed = std::rc::Rc::new(std::cell::Cell::new(0));
+        let messages = 200_000;
+        let mut reader = BufReader::new(Generated {
+            messages,
+            next: 0,
+            pending: Vec::new(),
+            handed: std::rc::Rc::clone(&handed),
+        });
+        let (mut documents, mut read_when_first) = (0usize, None);
+        read_stream::<()>(
+            "box",
+            None,
+            &mut reader,
+            &options(1 << 20),
+            &mut |document| {
+                documents += 1;
+                read_when_first.get_or_insert(handed.get());
+                assert_eq!(document.id, format!("box#{documents}"));
+                assert_eq!(document.text, Ok(format!("n{}\nBody.", documents - 1)));
+                Ok(())
+            },
+        )
+        .expect("read");
+        assert_eq!(documents, messages);
+        // The first message was handed on after a few kilobytes, not after the whole mailbox.
+        assert!(
+            read_when_first.expect("a document") < 64 << 10,
+            "{read_when_first:?}"
+        );
+        assert!(handed.get() > 10 << 20);
+    }
+
+    #[test]
+    fn containers_over_their_limit_are_refused_not_cut() {
+        let error = read_document(b"%PDF-1.7 cut", Format::Pdf, true, &options(1 << 20))
+            .expect_err("a cut PDF");
+        assert_eq!(
+            error.to_string(),
+            "the PDF file is larger than 128 MiB, the most exitwise reads of one"
+        );
+    }
+
+    #[test]
     fn maildirs_give_their_messages_not_those_in_delivery() {
         let dir = tempfile::tempdir().expect("tempdir");
         let maildir = dir.path().join("Mail");

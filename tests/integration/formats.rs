@@ -5,6 +5,7 @@
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::common::{TestModel, exitwise, model_path, text};
@@ -35,6 +36,35 @@ fn extracted(arguments: &[&str], path: &Path) -> (Option<i32>, String, String) {
         text(&output.stdout),
         text(&output.stderr),
     )
+}
+
+/// `exitwise classify` with the default pack on one thread, `--format FORMAT` and `inputs`;
+/// `None` (skipped) without the model.
+fn classify(format: &str, inputs: &[&Path], stdin: &[u8]) -> Option<Output> {
+    let model = model_path(TestModel::Gemma)?;
+    let mut arguments = vec![
+        "classify",
+        "--threads",
+        "1",
+        "--model",
+        model.to_str().expect("a UTF-8 path"),
+        "--format",
+        format,
+    ];
+    arguments.extend(
+        inputs
+            .iter()
+            .map(|input| input.to_str().expect("a UTF-8 path")),
+    );
+    Some(exitwise(&arguments, stdin))
+}
+
+/// The JSON records on stdout.
+fn records(output: &Output) -> Vec<serde_json::Value> {
+    text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON record"))
+        .collect()
 }
 
 /// A ZIP archive of `entries`.
@@ -208,29 +238,13 @@ fn every_form_of_a_review_reads_as_its_text_and_nothing_else() {
 
 #[test]
 fn every_form_of_a_review_is_classified_alike_and_records_name_the_reader() {
-    let Some(model) = model_path(TestModel::Gemma) else {
-        return;
-    };
     let dir = tempfile::tempdir().expect("tempdir");
     let forms = seven_forms(dir.path());
-    let output = exitwise(
-        &[
-            "classify",
-            "--threads",
-            "1",
-            "--model",
-            model.to_str().expect("path"),
-            "--format",
-            "jsonl",
-            dir.path().to_str().expect("path"),
-        ],
-        b"",
-    );
+    let Some(output) = classify("jsonl", &[dir.path()], b"") else {
+        return;
+    };
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let records: Vec<serde_json::Value> = text(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a record"))
-        .collect();
+    let records = records(&output);
     assert_eq!(records.len(), forms.len());
     for (path, format, encoding) in &forms {
         let record = records
@@ -272,27 +286,14 @@ fn stdin_is_recognised_like_a_file() {
         "{}",
         text(&output.stdout)
     );
-    let Some(model) = model_path(TestModel::Gemma) else {
+    let Some(output) = classify("jsonl", &[Path::new("-")], &pdf) else {
         return;
     };
-    let output = exitwise(
-        &[
-            "classify",
-            "--threads",
-            "1",
-            "--model",
-            model.to_str().expect("path"),
-            "--format",
-            "jsonl",
-            "-",
-        ],
-        &pdf,
-    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let record: serde_json::Value =
-        serde_json::from_str(text(&output.stdout).trim()).expect("a record");
+    let records = records(&output);
+    assert_eq!(records.len(), 1);
     assert_eq!(
-        (record["id"].as_str(), record["format"].as_str()),
+        (records[0]["id"].as_str(), records[0]["format"].as_str()),
         (Some("<stdin>"), Some("pdf"))
     );
 }
@@ -395,71 +396,28 @@ fn mailboxes_and_maildirs_give_one_document_per_message() {
         )
         .expect("write");
     }
-    let Some(model) = model_path(TestModel::Gemma) else {
+    let Some(output) = classify("tsv", &[&mailbox, &maildir], b"") else {
         return;
     };
-    let output = exitwise(
-        &[
-            "classify",
-            "--threads",
-            "1",
-            "--model",
-            model.to_str().expect("path"),
-            "--format",
-            "tsv",
-            mailbox.to_str().expect("path"),
-            maildir.to_str().expect("path"),
-        ],
-        b"",
-    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let rows: Vec<Vec<String>> = text(&output.stdout)
         .lines()
         .skip(1)
         .map(|row| row.split('\t').map(str::to_string).collect())
         .collect();
-    let ids: Vec<String> = rows
+    let root = format!("{}/", dir.path().display());
+    let ids: Vec<&str> = rows
         .iter()
-        .map(|row| {
-            row[0]
-                .rsplit('/')
-                .take(2)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("/")
-        })
+        .map(|row| row[0].strip_prefix(&root).expect("inside the folder"))
         .collect();
     assert_eq!(
         ids,
         [
-            format!(
-                "{}/inbox.mbox#1",
-                dir.path()
-                    .file_name()
-                    .expect("name")
-                    .to_str()
-                    .expect("utf-8")
-            ),
-            format!(
-                "{}/inbox.mbox#2",
-                dir.path()
-                    .file_name()
-                    .expect("name")
-                    .to_str()
-                    .expect("utf-8")
-            ),
-            format!(
-                "{}/inbox.mbox#3",
-                dir.path()
-                    .file_name()
-                    .expect("name")
-                    .to_str()
-                    .expect("utf-8")
-            ),
-            "cur/1.host:2,S".to_string(),
-            "new/2.host".to_string(),
+            "inbox.mbox#1",
+            "inbox.mbox#2",
+            "inbox.mbox#3",
+            "Maildir/cur/1.host:2,S",
+            "Maildir/new/2.host"
         ]
     );
     assert!(
@@ -564,9 +522,9 @@ fn pdf_bomb(inflated: usize) -> Vec<u8> {
 
 #[test]
 fn bombs_and_deep_nesting_are_error_records_and_the_next_document_is_classified() {
-    let Some(model) = model_path(TestModel::Gemma) else {
+    if model_path(TestModel::Gemma).is_none() {
         return;
-    };
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let write =
         |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).expect("write");
@@ -603,25 +561,10 @@ fn bombs_and_deep_nesting_are_error_records_and_the_next_document_is_classified(
     .expect("copy");
     write("e-good.txt", review().as_bytes());
     let started = Instant::now();
-    let output = exitwise(
-        &[
-            "classify",
-            "--threads",
-            "1",
-            "--model",
-            model.to_str().expect("path"),
-            "--format",
-            "jsonl",
-            dir.path().to_str().expect("path"),
-        ],
-        b"",
-    );
+    let output = classify("jsonl", &[dir.path()], b"").expect("the model is there");
     let elapsed = started.elapsed();
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    let records: Vec<serde_json::Value> = text(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a record"))
-        .collect();
+    let records = records(&output);
     assert_eq!(records.len(), 6, "{}", text(&output.stdout));
     assert_eq!(records[0]["format"], "html");
     assert_eq!(
