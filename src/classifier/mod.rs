@@ -186,59 +186,37 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 tokens.extend_from_slice(&sentence.tokens);
                 ends.push(tokens.len() - 1);
             }
-            // A pass longer than one decode (long documents read whole): its leading batches
-            // run to the pass's depth, the last one decides. A batch without a sentence end
-            // (a sentence longer than a batch) gives its last token to the last layer.
-            let mut start = 0;
-            while tokens.len() - start > batch {
-                let end = start + batch;
+            // A pass longer than one decode (long documents read whole) is fed in batches: the
+            // leading ones run to the pass's depth, the last one decides. A batch without a
+            // sentence end (a sentence longer than a batch) gives its last token to the last
+            // layer.
+            for start in (0..tokens.len()).step_by(batch) {
+                let end = (start + batch).min(tokens.len());
                 let mut outputs: Vec<usize> = ends
                     .iter()
                     .filter(|&&sentence_end| (start..end).contains(&sentence_end))
                     .map(|sentence_end| sentence_end - start)
                     .collect();
                 if outputs.is_empty() {
-                    outputs.push(batch - 1);
+                    outputs.push(end - start - 1);
                 }
-                let mut leading = PolicyObserver {
+                let mut observer = PolicyObserver {
                     accumulator: &mut self.accumulator,
                     pack,
                     policy,
                     state: &mut state,
                     sentence: pass.end - 1,
-                    tokens_read: tokens_read + batch,
-                    completes_pass: false,
+                    tokens_read: tokens_read + end - start,
+                    completes_pass: end == tokens.len(),
                     exit: None,
                 };
                 let outcome =
                     self.session
-                        .feed_with_outputs(&tokens[start..end], &outputs, &mut leading)?;
+                        .feed_with_outputs(&tokens[start..end], &outputs, &mut observer)?;
+                exit = observer.exit.take();
                 tokens_read += outcome.tokens;
                 token_layers += (outcome.tokens * outcome.layers_computed) as u64;
-                start = end;
             }
-            let last_ends: Vec<usize> = ends
-                .iter()
-                .filter(|&&sentence_end| sentence_end >= start)
-                .map(|sentence_end| sentence_end - start)
-                .collect();
-            let tokens = &tokens[start..];
-            let mut observer = PolicyObserver {
-                accumulator: &mut self.accumulator,
-                pack,
-                policy,
-                state: &mut state,
-                sentence: pass.end - 1,
-                tokens_read: tokens_read + tokens.len(),
-                completes_pass: true,
-                exit: None,
-            };
-            let outcome = self
-                .session
-                .feed_with_outputs(tokens, &last_ends, &mut observer)?;
-            exit = observer.exit.take();
-            tokens_read += outcome.tokens;
-            token_layers += (outcome.tokens * outcome.layers_computed) as u64;
             if exit.is_some() {
                 break;
             }

@@ -53,6 +53,19 @@ impl TextEncoding {
         self == TextEncoding::UTF_8
     }
 
+    /// Decodes `bytes` (without a byte-order mark), replacing malformed sequences with U+FFFD
+    /// (an incomplete UTF-32 character at the end is dropped).
+    pub fn decode_lossy(self, bytes: &[u8]) -> String {
+        match self {
+            TextEncoding::Whatwg(encoding) => {
+                encoding.decode_without_bom_handling(bytes).0.into_owned()
+            }
+            TextEncoding::Utf32Le | TextEncoding::Utf32Be => utf32_words(bytes, self)
+                .map(|value| char::from_u32(value).unwrap_or(char::REPLACEMENT_CHARACTER))
+                .collect(),
+        }
+    }
+
     /// Decodes `bytes` (without a byte-order mark), refusing malformed input: the text, or
     /// the byte offset of the first malformed sequence.
     pub fn decode_strict(self, bytes: &[u8]) -> Result<Cow<'_, str>, usize> {
@@ -65,8 +78,9 @@ impl TextEncoding {
             TextEncoding::Whatwg(encoding) => encoding
                 .decode_without_bom_handling_and_without_replacement(bytes)
                 .ok_or_else(|| first_malformed_offset(encoding, bytes)),
-            TextEncoding::Utf32Le => decode_utf32(bytes, u32::from_le_bytes).map(Cow::Owned),
-            TextEncoding::Utf32Be => decode_utf32(bytes, u32::from_be_bytes).map(Cow::Owned),
+            TextEncoding::Utf32Le | TextEncoding::Utf32Be => {
+                decode_utf32(bytes, self).map(Cow::Owned)
+            }
         }
     }
 }
@@ -242,13 +256,24 @@ fn first_malformed_offset(encoding: &'static Encoding, bytes: &[u8]) -> usize {
     }
 }
 
-fn decode_utf32(bytes: &[u8], word: fn([u8; 4]) -> u32) -> Result<String, usize> {
+/// The 32-bit words of UTF-32 `bytes` in `encoding`'s byte order (a partial last word dropped).
+fn utf32_words(bytes: &[u8], encoding: TextEncoding) -> impl Iterator<Item = u32> + '_ {
+    bytes.chunks_exact(4).map(move |chunk| {
+        let word = [chunk[0], chunk[1], chunk[2], chunk[3]];
+        if encoding == TextEncoding::Utf32Be {
+            u32::from_be_bytes(word)
+        } else {
+            u32::from_le_bytes(word)
+        }
+    })
+}
+
+fn decode_utf32(bytes: &[u8], encoding: TextEncoding) -> Result<String, usize> {
     if !bytes.len().is_multiple_of(4) {
         return Err(bytes.len() / 4 * 4);
     }
     let mut text = String::with_capacity(bytes.len() / 4);
-    for (index, chunk) in bytes.chunks_exact(4).enumerate() {
-        let value = word([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    for (index, value) in utf32_words(bytes, encoding).enumerate() {
         text.push(char::from_u32(value).ok_or(index * 4)?);
     }
     Ok(text)

@@ -238,15 +238,12 @@ pub fn decode(
         && !declared.is_utf8()
     {
         // A page that says its charset is read in it, malformed bytes replaced, as browsers
-        // read it.
-        let text = match declared {
-            TextEncoding::Whatwg(whatwg) => {
-                whatwg.decode_without_bom_handling(bytes).0.into_owned()
-            }
-            _ => return encoding::decode(bytes, Some(declared), cut),
-        };
+        // read it; UTF-32, which no browser reads, is read strictly.
+        if !matches!(declared, TextEncoding::Whatwg(_)) {
+            return encoding::decode(bytes, Some(declared), cut);
+        }
         return Ok(encoding::DecodedText {
-            text,
+            text: declared.decode_lossy(bytes),
             encoding: declared,
         });
     }

@@ -5,7 +5,7 @@
 //! RFC 5322 fields, a mailbox by its `From ` separator line.
 
 use super::Format;
-use super::encoding::{TextEncoding, byte_order_mark};
+use super::encoding::byte_order_mark;
 
 /// Bytes looked at to recognise a format.
 pub const SNIFF_BYTES: usize = 8192;
@@ -34,7 +34,7 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Detected {
         return Detected::Zip;
     }
     let text_head = match byte_order_mark(head) {
-        Some((encoding, length)) => decode_head(encoding, &head[length..]),
+        Some((encoding, length)) => encoding.decode_lossy(&head[length..]),
         None if looks_like_text(head) => String::from_utf8_lossy(head).into_owned(),
         None => {
             // Not UTF-8 text: a known binary signature decides, else a legacy encoding may
@@ -151,25 +151,6 @@ fn looks_like_text(bytes: &[u8]) -> bool {
         && !bytes
             .iter()
             .any(|&byte| byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\x0c' | b'\r' | 0x1b))
-}
-
-fn decode_head(encoding: TextEncoding, bytes: &[u8]) -> String {
-    match encoding {
-        TextEncoding::Whatwg(encoding) => {
-            encoding.decode_without_bom_handling(bytes).0.into_owned()
-        }
-        TextEncoding::Utf32Le | TextEncoding::Utf32Be => bytes
-            .chunks_exact(4)
-            .filter_map(|chunk| {
-                let word = [chunk[0], chunk[1], chunk[2], chunk[3]];
-                char::from_u32(if encoding == TextEncoding::Utf32Le {
-                    u32::from_le_bytes(word)
-                } else {
-                    u32::from_be_bytes(word)
-                })
-            })
-            .collect(),
-    }
 }
 
 #[cfg(test)]

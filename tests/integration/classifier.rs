@@ -2,10 +2,11 @@
 
 use exitwise::classifier::Classifier;
 use exitwise::engine::{Session, SessionOptions};
-use exitwise::exit::{ExitRule, PolicyConfig, PolicyKind, simulate};
+use exitwise::exit::{DocumentGrid, ExitRule, PolicyConfig, PolicyKind, simulate};
 use exitwise::features::{FeatureAccumulator, extract_document_features};
+use exitwise::pack::AdapterPack;
 use exitwise::pack::calibrate::document_grid;
-use exitwise::text::prepare_document;
+use exitwise::text::{PreparedDocument, prepare_document};
 
 use crate::common::{TestModel, shared_model, tiny_pack};
 
@@ -22,6 +23,23 @@ fn options() -> SessionOptions {
         poll: None,
         tap: true,
     }
+}
+
+/// The probability grid of `document` as calibration sees it: features extracted sentence by
+/// sentence through `session`, every cell's head applied.
+fn grid_of(
+    pack: &AdapterPack,
+    session: &mut Session<'_>,
+    accumulator: &mut FeatureAccumulator,
+    document: &PreparedDocument,
+) -> DocumentGrid {
+    let features = extract_document_features(session, accumulator, document).expect("features");
+    let tokens: Vec<usize> = document
+        .sentences
+        .iter()
+        .map(|sentence| sentence.tokens.len())
+        .collect();
+    document_grid(pack, &features, tokens)
 }
 
 #[test]
@@ -112,14 +130,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
     let mut accumulator = FeatureAccumulator::new(layers, model.width());
     for text in TEXTS {
         let document = prepare_document(model, text, pack.manifest.token_limit).expect("prepare");
-        let features = extract_document_features(&mut extraction, &mut accumulator, &document)
-            .expect("features");
-        let tokens: Vec<usize> = document
-            .sentences
-            .iter()
-            .map(|sentence| sentence.tokens.len())
-            .collect();
-        let grid = document_grid(pack, &features, tokens);
+        let grid = grid_of(pack, &mut extraction, &mut accumulator, &document);
         for (kind, rule, threshold, depth_cap, min_pass_tokens) in configs {
             let config = PolicyConfig {
                 kind,
@@ -185,14 +196,7 @@ fn a_pass_longer_than_one_decode_is_fed_in_batches_and_answers_as_in_one() {
     assert!(!document.truncated);
     let mut extraction = Session::new(model, &long).expect("session");
     let mut accumulator = FeatureAccumulator::new(layers, model.width());
-    let features =
-        extract_document_features(&mut extraction, &mut accumulator, &document).expect("features");
-    let tokens: Vec<usize> = document
-        .sentences
-        .iter()
-        .map(|sentence| sentence.tokens.len())
-        .collect();
-    let grid = document_grid(pack, &features, tokens);
+    let grid = grid_of(pack, &mut extraction, &mut accumulator, &document);
     // One decode and sentence-by-sentence feeding round differently (about 0.01 on a
     // probability here), so `layer` gets a threshold no rounding crosses: halfway across the
     // first clear rise of the top probability over the layers below it.

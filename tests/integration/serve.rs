@@ -194,7 +194,18 @@ async fn send_with(
     if let Some(authorization) = authorization {
         request = request.header("authorization", authorization);
     }
-    let request = request.body(Body::from(body.to_string())).expect("request");
+    respond(
+        state,
+        request.body(Body::from(body.to_string())).expect("request"),
+    )
+    .await
+}
+
+/// Runs `request` through the router: (status, headers' Retry-After, body text).
+async fn respond(
+    state: &Arc<AppState>,
+    request: Request<Body>,
+) -> (StatusCode, Option<String>, String) {
     let response = router(Arc::clone(state))
         .oneshot(request)
         .await
@@ -231,18 +242,9 @@ async fn send_document(
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
-    let response = router(Arc::clone(state))
-        .oneshot(request.body(Body::from(body)).expect("request"))
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).expect("utf-8"))
+    let (status, _, answer) =
+        respond(state, request.body(Body::from(body)).expect("request")).await;
+    (status, answer)
 }
 
 fn json(body: &str) -> Value {
