@@ -8,6 +8,7 @@
 pub mod record;
 
 use crate::engine::{EngineError, Flow, LayerHidden, LayerObserver, Session};
+use crate::exit::policy::layer_zero_exits;
 use crate::exit::{Cell, ExitPolicy, ExitState, PolicyConfig, PolicyKind, WalkContext, argmax};
 use crate::features::FeatureAccumulator;
 use crate::pack::AdapterPack;
@@ -28,6 +29,9 @@ pub struct ExitReport {
     pub policy: PolicyKind,
     /// Whether a confident cell ended the walk.
     pub exited: bool,
+    /// Whether the layer-0 head answered, before any model layer ran (it read the whole
+    /// document's tokens).
+    pub layer_zero: bool,
 }
 
 impl ExitReport {
@@ -36,9 +40,13 @@ impl ExitReport {
         self.cell.sentence + 1
     }
 
-    /// The answering layer's number, from 1 ("layer 4 of 18").
+    /// The answering layer's number, from 1 ("layer 4 of 18"); 0 for the layer-0 head.
     pub fn layer_number(&self) -> usize {
-        self.cell.layer + 1
+        if self.layer_zero {
+            0
+        } else {
+            self.cell.layer + 1
+        }
     }
 }
 
@@ -151,7 +159,8 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
         self.pack
     }
 
-    /// Classifies one prepared document, walking it as [`crate::exit::simulate`] walks its grid.
+    /// Classifies one prepared document, walking it as [`crate::exit::simulate`] walks its grid
+    /// (a setting with a layer-0 threshold asks the pack's layer-0 head first).
     pub fn classify(&mut self, document: &PreparedDocument) -> Result<Classification, EngineError> {
         let pack = self.pack;
         let policy = self.policy.as_ref();
@@ -164,6 +173,34 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
             sentences,
             tokens_total,
         });
+        let full_token_layers = (tokens_total * layers) as u64;
+        // Layer 0: the lexical head on the document's tokens, before any model work.
+        if let (Some(threshold), Some(head)) = (self.config.layer_zero_threshold, &pack.layer_zero)
+        {
+            let probabilities = head.probabilities(&document.token_ids());
+            if layer_zero_exits(threshold, &probabilities) {
+                return Ok(Classification {
+                    class: argmax(&probabilities),
+                    probabilities,
+                    exit: ExitReport {
+                        cell: Cell {
+                            sentence: last_sentence,
+                            layer: 0,
+                        },
+                        sentences,
+                        layers,
+                        policy: policy.kind(),
+                        exited: true,
+                        layer_zero: true,
+                    },
+                    tokens_read: 0,
+                    tokens_total,
+                    truncated: document.truncated,
+                    token_layers: 0,
+                    full_token_layers,
+                });
+            }
+        }
         let mut token_layers = 0u64;
         let mut tokens_read = 0usize;
         self.session.reset();
@@ -243,12 +280,13 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 layers,
                 policy: policy.kind(),
                 exited,
+                layer_zero: false,
             },
             tokens_read,
             tokens_total,
             truncated: document.truncated,
             token_layers,
-            full_token_layers: (tokens_total * layers) as u64,
+            full_token_layers,
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct BudgetRow {
     pub calibration_bound: Option<f64>,
     /// Whether the accuracy loss is within the budget.
     pub held: bool,
+    /// Share of documents the layer-0 head answered.
+    pub layer_zero_share: f64,
     /// Token×layer operations over those of whole documents at full depth.
     pub cost: f64,
     /// Operations of `full` over this setting's.
@@ -107,6 +109,8 @@ pub fn budget_check(pack: &AdapterPack, documents: &[GridDocument]) -> BudgetRep
                 lost_share: measurement.loss_rate(),
                 calibration_bound: point.loss_bound,
                 held: accuracy_loss_points <= point.budget.points() + 1e-9,
+                layer_zero_share: measurement.layer_zero_answers as f64
+                    / measurement.documents.max(1) as f64,
                 cost: measurement.cost,
                 speedup_vs_full_ops: 1.0 / measurement.cost.max(1e-12),
                 speedup_vs_layer_ops: layer_cost(point.budget)

@@ -14,13 +14,32 @@ pub struct OracleOutcome {
     pub correct: bool,
     /// Token×layer operations to reach that cell: its sentence prefix up to its layer.
     pub token_layers: u64,
+    /// Whether the layer-0 head gives the true class (at no cost; `cell` is then the last
+    /// sentence at index 0).
+    pub layer_zero: bool,
 }
 
 /// The oracle: the cheapest cell whose head already gives the true class, reached by computing
 /// the cell's sentence prefix up to the cell's layer and nothing else. No exit rule with these
 /// heads answers a document correctly for less. When no cell is right the oracle cannot be
 /// right either, and stops at the first cell.
+///
+/// When the grid has the layer-0 head's probabilities and they give the true class, that is
+/// the cheapest answer: no model layer runs.
 pub fn oracle(grid: &DocumentGrid, class: usize) -> OracleOutcome {
+    if let Some(probabilities) = &grid.layer_zero
+        && argmax(probabilities) == class
+    {
+        return OracleOutcome {
+            cell: Cell {
+                sentence: grid.sentences().saturating_sub(1),
+                layer: 0,
+            },
+            correct: true,
+            token_layers: 0,
+            layer_zero: true,
+        };
+    }
     let mut best: Option<OracleOutcome> = None;
     let mut tokens_through = 0u64;
     for (sentence, cells) in grid.probabilities.iter().enumerate() {
@@ -32,6 +51,7 @@ pub fn oracle(grid: &DocumentGrid, class: usize) -> OracleOutcome {
                     cell: Cell { sentence, layer },
                     correct: true,
                     token_layers: cost,
+                    layer_zero: false,
                 });
             }
         }
@@ -43,6 +63,7 @@ pub fn oracle(grid: &DocumentGrid, class: usize) -> OracleOutcome {
         },
         correct: false,
         token_layers: grid.sentence_tokens.first().copied().unwrap_or(0) as u64,
+        layer_zero: false,
     })
 }
 
@@ -51,6 +72,8 @@ pub fn oracle(grid: &DocumentGrid, class: usize) -> OracleOutcome {
 pub struct OracleReport {
     /// Share of documents some cell answers correctly.
     pub accuracy: f64,
+    /// Share of documents the layer-0 head answers correctly (the oracle's cheapest answer).
+    pub layer_zero_share: f64,
     /// Mean token×layer operations to reach the oracle's cell.
     pub token_layers_mean: f64,
     /// Operations of whole documents at full depth over the oracle's.
@@ -65,10 +88,12 @@ pub fn oracle_report(documents: &[(&DocumentGrid, usize)]) -> Option<(OracleRepo
     }
     let mut costs = Vec::with_capacity(documents.len());
     let mut correct = 0usize;
+    let mut layer_zero = 0usize;
     let mut full_operations = 0u64;
     for &(grid, class) in documents {
         let outcome = oracle(grid, class);
         correct += usize::from(outcome.correct);
+        layer_zero += usize::from(outcome.layer_zero);
         costs.push(outcome.token_layers);
         full_operations += grid.sentence_tokens.iter().sum::<usize>() as u64 * grid.layers() as u64;
     }
@@ -76,6 +101,7 @@ pub fn oracle_report(documents: &[(&DocumentGrid, usize)]) -> Option<(OracleRepo
     let count = documents.len() as f64;
     let report = OracleReport {
         accuracy: correct as f64 / count,
+        layer_zero_share: layer_zero as f64 / count,
         token_layers_mean: total as f64 / count,
         speedup_vs_full_ops: full_operations as f64 / total.max(1) as f64,
     };
@@ -92,6 +118,28 @@ mod tests {
     fn oracle_bounds(policy: &dyn ExitPolicy, grid: &DocumentGrid, class: usize) -> bool {
         let outcome = crate::exit::simulate(policy, grid);
         outcome.prediction != class || oracle(grid, class).token_layers <= outcome.token_layers
+    }
+
+    #[test]
+    fn a_right_layer_zero_head_is_the_cheapest_answer() {
+        let mut document = grid(&[10, 20], 4, |_, layer| if layer == 3 { 0.9 } else { 0.1 });
+        document.layer_zero = Some(vec![0.2, 0.8]);
+        let outcome = oracle(&document, 1);
+        assert!(outcome.correct && outcome.layer_zero);
+        assert_eq!(outcome.token_layers, 0);
+        assert_eq!(
+            outcome.cell,
+            Cell {
+                sentence: 1,
+                layer: 0
+            }
+        );
+        // Wrong at layer 0: the cheapest right cell, as without it.
+        let outcome = oracle(&document, 0);
+        assert!(!outcome.layer_zero);
+        let (report, costs) = oracle_report(&[(&document, 1), (&document, 0)]).expect("report");
+        assert_eq!(report.layer_zero_share, 0.5);
+        assert_eq!(costs[0], 0);
     }
 
     #[test]
@@ -154,6 +202,7 @@ mod tests {
                     depth_cap: 3,
                     decision_layer: 4,
                     min_pass_tokens: 0,
+                    layer_zero_threshold: None,
                 };
                 let policy = config.policy(6, crate::exit::ExitModels::NONE);
                 for class in 0..2 {

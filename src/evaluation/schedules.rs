@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::exit::calibration::{RuleSet, candidate_configs};
+use crate::exit::policy::layer_zero_exits;
 use crate::exit::{
     Cell, DocumentGrid, ExitModels, ExitState, Outcome, PolicyConfig, PolicyKind, argmax, simulate,
 };
@@ -28,6 +29,23 @@ pub fn simulate_staircase(config: &PolicyConfig, step: usize, grid: &DocumentGri
         .iter()
         .map(|&tokens| tokens as u64)
         .sum();
+    // Layer 0 answers first, as in every walk, when the setting asks it.
+    if let (Some(threshold), Some(probabilities)) = (config.layer_zero_threshold, &grid.layer_zero)
+        && layer_zero_exits(threshold, probabilities)
+    {
+        return Outcome {
+            answer: Cell {
+                sentence: sentences - 1,
+                layer: 0,
+            },
+            exited: true,
+            layer_zero: true,
+            prediction: argmax(probabilities),
+            sentences_read: sentences,
+            token_layers: 0,
+            full_token_layers: total_tokens * layers as u64,
+        };
+    }
     // The staircase is the paper's walk with the classic rules; a learned model was trained on
     // other walks, so none is used here.
     let mut state = ExitState::new(config, None, grid.walk_context());
@@ -54,6 +72,7 @@ pub fn simulate_staircase(config: &PolicyConfig, step: usize, grid: &DocumentGri
                 return Outcome {
                     answer: cell,
                     exited: true,
+                    layer_zero: false,
                     prediction: argmax(&grid.probabilities[sentence][layer]),
                     sentences_read: sentence + 1,
                     token_layers: cost,
@@ -69,6 +88,7 @@ pub fn simulate_staircase(config: &PolicyConfig, step: usize, grid: &DocumentGri
     Outcome {
         answer: last_answer,
         exited: false,
+        layer_zero: false,
         prediction: argmax(&grid.probabilities[last_answer.sentence][last_answer.layer]),
         sentences_read: sentences,
         token_layers: computed,
@@ -155,12 +175,20 @@ pub fn compare_schedules(
     let calibrated_policy = calibrated.policy(layers, models);
     let (target_accuracy, calibrated_2d_cost) =
         schedule_measurement(grids, &|grid| simulate(calibrated_policy.as_ref(), grid));
-    let two_dimensional = candidate_configs(
+    // Every schedule asks layer 0 as the calibrated setting does, so that they differ only in
+    // how they walk the model's layers.
+    let two_dimensional: Vec<PolicyConfig> = candidate_configs(
         PolicyKind::TwoDimensional,
         layers,
         layers - 1,
         RuleSet::Classic.rules(),
-    );
+    )
+    .into_iter()
+    .map(|config| PolicyConfig {
+        layer_zero_threshold: calibrated.layer_zero_threshold,
+        ..config
+    })
+    .collect();
     let measured_2d: Vec<(f64, f64)> = two_dimensional
         .iter()
         .map(|config| {
@@ -223,6 +251,7 @@ mod tests {
             depth_cap: 5,
             decision_layer: 5,
             min_pass_tokens: 0,
+            layer_zero_threshold: None,
         };
         let outcome = simulate_staircase(&config, 1, &document);
         assert!(!outcome.exited);
@@ -289,6 +318,7 @@ mod tests {
             depth_cap: 3,
             decision_layer: 5,
             min_pass_tokens: 0,
+            layer_zero_threshold: None,
         };
         let report = compare_schedules(&documents, &calibrated, 6, ExitModels::NONE);
         assert_eq!(report.target_accuracy, 1.0);

@@ -11,7 +11,7 @@ pub struct DocumentResult {
     pub class: usize,
     /// Predicted class.
     pub predicted: usize,
-    /// Number of the layer whose head answered, from 1.
+    /// Number of the layer whose head answered, from 1 (0: the layer-0 head).
     pub exit_layer: usize,
     /// Sentences read (from 1).
     pub sentences_read: usize,
@@ -36,7 +36,9 @@ pub struct PolicySummary {
     pub ms_median: f64,
     /// 90th percentile over documents of the per-document median time (ms).
     pub ms_p90: f64,
-    /// Mean number (from 1) of the answering head's layer.
+    /// Share of documents the layer-0 head answered (before any model layer).
+    pub layer_zero_share: f64,
+    /// Mean number (from 1; 0 for the layer-0 head) of the answering head's layer.
     pub mean_exit_layer: f64,
     /// Median number (from 1) of the answering head's layer.
     pub median_exit_layer: f64,
@@ -171,6 +173,11 @@ pub fn summarise(
         },
         ms_median: median(&per_document),
         ms_p90: quantile(&per_document, 0.9),
+        layer_zero_share: results
+            .iter()
+            .filter(|result| result.exit_layer == 0)
+            .count() as f64
+            / count,
         mean_exit_layer: exit_layers.iter().sum::<f64>() / count,
         median_exit_layer: median(&exit_layers),
         mean_sentences_read: sentences.iter().sum::<f64>() / count,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bound::clopper_pearson_upper;
 use super::learned::ExitModels;
-use super::policy::{DocumentGrid, simulate};
+use super::policy::{DocumentGrid, argmax, layer_zero_exits, simulate};
 use super::setting::{Budget, ExitRule, NumberedSetting, PolicyConfig, PolicyKind};
 
 /// Accuracy budgets (points below `full`) calibrated by default: 0, 0.5, 1, 2 and 4.
@@ -204,6 +204,8 @@ pub struct Measurement {
     pub losses: usize,
     /// Documents measured.
     pub documents: usize,
+    /// Documents the layer-0 head answered.
+    pub layer_zero_answers: usize,
 }
 
 impl Measurement {
@@ -247,6 +249,7 @@ struct Tally {
     accuracy_losses: usize,
     disagreements: usize,
     documents: usize,
+    layer_zero_answers: usize,
 }
 
 impl Tally {
@@ -259,6 +262,7 @@ impl Tally {
                 LossKind::Disagreement => self.disagreements,
             },
             documents: self.documents,
+            layer_zero_answers: self.layer_zero_answers,
         }
     }
 }
@@ -270,8 +274,10 @@ fn tally(config: &PolicyConfig, set: &CalibrationSet<'_>) -> Tally {
     let (mut accuracy_losses, mut disagreements) = (0usize, 0usize);
     let mut computed = 0u64;
     let mut full = 0u64;
+    let mut layer_zero_answers = 0usize;
     for (document, &full_answer) in set.documents.iter().zip(set.full_answers) {
         let outcome = simulate(policy.as_ref(), &document.grid);
+        layer_zero_answers += usize::from(outcome.layer_zero);
         computed += outcome.token_layers;
         full += outcome.full_token_layers;
         if let Some(class) = document.class {
@@ -287,6 +293,7 @@ fn tally(config: &PolicyConfig, set: &CalibrationSet<'_>) -> Tally {
         accuracy_losses,
         disagreements,
         documents: set.documents.len(),
+        layer_zero_answers,
     }
 }
 
@@ -646,8 +653,70 @@ pub fn certify(
     points
 }
 
+/// Thresholds of the layer-0 exit in the order calibration tests them, from the most
+/// conservative (layer 0 answers only what its head is nearly sure of) to the most
+/// aggressive. Fixed before any data is seen, which is what makes the test valid.
+pub const LAYER_ZERO_THRESHOLDS: [f32; 30] = [
+    0.999, 0.998, 0.995, 0.99, 0.985, 0.98, 0.975, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.91, 0.9,
+    0.89, 0.88, 0.87, 0.86, 0.85, 0.84, 0.82, 0.8, 0.78, 0.76, 0.74, 0.72, 0.7, 0.65, 0.6,
+];
+
+/// The share of each budget, and of the risk δ, that the layer-0 exit is certified with; the
+/// walk behind it (the policy's own sequence) is certified with the rest. A document the
+/// combined setting loses is lost by layer 0 or by the walk, so the combined loss is at most
+/// the sum of the two, and both bounds hold together with probability at least 1 − δ.
+pub const LAYER_ZERO_SHARE: f64 = 0.5;
+
+/// Documents of `set` that the layer-0 exit at `threshold` answers and loses.
+fn layer_zero_losses(threshold: f32, set: &CalibrationSet<'_>, loss: LossKind) -> usize {
+    set.documents
+        .iter()
+        .zip(set.full_answers)
+        .filter(|(document, full_answer)| {
+            let Some(probabilities) = &document.grid.layer_zero else {
+                return false;
+            };
+            if !layer_zero_exits(threshold, probabilities) {
+                return false;
+            }
+            let answer = argmax(probabilities);
+            match (loss, document.class) {
+                (LossKind::AccuracyLoss, Some(class)) => **full_answer == class && answer != class,
+                (LossKind::AccuracyLoss, None) => false,
+                (LossKind::Disagreement, _) => answer != **full_answer,
+            }
+        })
+        .count()
+}
+
+/// Fixed-sequence testing of the layer-0 exit on `set` at `budget` with risk `delta`, over
+/// [`LAYER_ZERO_THRESHOLDS`]: the last threshold before the first whose loss bound exceeds the
+/// budget, with that bound; `None` when the first already does.
+pub fn certify_layer_zero(
+    set: &CalibrationSet<'_>,
+    budget: Budget,
+    delta: f64,
+    loss: LossKind,
+) -> Option<(f32, f64)> {
+    let mut chosen = None;
+    for threshold in LAYER_ZERO_THRESHOLDS {
+        let losses = layer_zero_losses(threshold, set, loss);
+        let bound = clopper_pearson_upper(losses, set.documents.len(), delta);
+        if bound > budget.as_fraction() {
+            break;
+        }
+        chosen = Some((threshold, bound));
+    }
+    chosen
+}
+
 /// Every policy's operating points for every budget by fixed-sequence testing of the
 /// sequences for `loss` and `rules`, with `full` first (budget 0).
+///
+/// When every document's grid has layer-0 probabilities (a pack with a layer-0 head), each
+/// budget is shared: the layer-0 exit is certified at [`LAYER_ZERO_SHARE`] of it (and of δ),
+/// the policy's walk at the rest, and the operating point asks layer 0 before its walk; its
+/// loss bound is the sum of the two.
 pub fn calibrate_fixed_sequence(
     sequences: &[ExitSequence],
     set: &CalibrationSet<'_>,
@@ -658,6 +727,39 @@ pub fn calibrate_fixed_sequence(
     rules: RuleSet,
 ) -> Vec<OperatingPoint> {
     let mut points = vec![full_point(set, decision_layer, loss)];
+    let with_layer_zero = !set.documents.is_empty()
+        && set
+            .documents
+            .iter()
+            .all(|document| document.grid.layer_zero.is_some());
+    let walk_budgets: Vec<Budget> = if with_layer_zero {
+        budgets
+            .iter()
+            .map(|budget| budget.share(1.0 - LAYER_ZERO_SHARE))
+            .collect()
+    } else {
+        budgets.to_vec()
+    };
+    let walk_delta = if with_layer_zero {
+        delta * (1.0 - LAYER_ZERO_SHARE)
+    } else {
+        delta
+    };
+    let layer_zero: Vec<Option<(f32, f64)>> = budgets
+        .iter()
+        .map(|&budget| {
+            with_layer_zero
+                .then(|| {
+                    certify_layer_zero(
+                        set,
+                        budget.share(LAYER_ZERO_SHARE),
+                        delta * LAYER_ZERO_SHARE,
+                        loss,
+                    )
+                })
+                .flatten()
+        })
+        .collect();
     for kind in [
         PolicyKind::Layer,
         PolicyKind::Sentence,
@@ -666,7 +768,28 @@ pub fn calibrate_fixed_sequence(
         if let Some(sequence) = sequences.iter().find(|sequence| {
             sequence.policy == kind && sequence.loss == loss && sequence.rules == rules
         }) {
-            points.extend(certify(sequence, set, decision_layer, budgets, delta));
+            let walks = certify(sequence, set, decision_layer, &walk_budgets, walk_delta);
+            for ((walk, &budget), gate) in walks.into_iter().zip(budgets).zip(&layer_zero) {
+                points.push(match gate {
+                    Some((threshold, gate_bound)) => {
+                        let config = PolicyConfig {
+                            layer_zero_threshold: Some(*threshold),
+                            ..walk.config
+                        };
+                        let measured = measure(&config, set, loss);
+                        OperatingPoint {
+                            budget,
+                            config,
+                            dev_accuracy: measured.accuracy,
+                            dev_cost: measured.cost,
+                            dev_loss: Some(measured.loss_rate()),
+                            loss_bound: walk.loss_bound.map(|bound| bound + gate_bound),
+                            ..walk
+                        }
+                    }
+                    None => OperatingPoint { budget, ..walk },
+                });
+            }
         }
     }
     points
@@ -699,6 +822,7 @@ mod tests {
                     grid: DocumentGrid {
                         probabilities,
                         sentence_tokens: vec![10, 10, 10],
+                        layer_zero: None,
                     },
                     class: Some(class),
                 }
@@ -729,6 +853,7 @@ mod tests {
                 cost: 1.0,
                 losses: 0,
                 documents: 4,
+                layer_zero_answers: 0,
             }
         );
         let eager = PolicyConfig {
@@ -867,6 +992,7 @@ mod tests {
                     grid: DocumentGrid {
                         probabilities,
                         sentence_tokens: vec![10],
+                        layer_zero: None,
                     },
                     class: Some(class),
                 }
@@ -996,5 +1122,138 @@ mod tests {
         let kept = thin(items, 5);
         assert_eq!(kept, vec![0, 24, 49, 74, 99]);
         assert_eq!(thin(vec![1, 2], 5), vec![1, 2]);
+    }
+
+    #[test]
+    fn layer_zero_takes_its_share_of_the_budget_and_the_walk_the_rest() {
+        // 1000 documents, full right on all; the layer-0 head is sure (0.99) and right on 900,
+        // sure and wrong on 1 and unsure (0.6) on the rest.
+        let mut documents = documents(1000, 2);
+        for (index, document) in documents.iter_mut().enumerate() {
+            let class = index % 2;
+            let (right, top) = match index {
+                0..900 => (true, 0.99),
+                900 => (false, 0.99),
+                _ => (true, 0.6),
+            };
+            let mut probabilities = vec![1.0 - top, 1.0 - top];
+            probabilities[if right { class } else { 1 - class }] = top;
+            document.grid.layer_zero = Some(probabilities);
+        }
+        let answers = full_answers(&documents, 6, 5);
+        let set = set(&documents, &answers);
+        // One loss in 1000 is within half a point at δ/2, and the unsure answers are right:
+        // the whole sequence passes, down to its last threshold, 0.6.
+        let (threshold, bound) = certify_layer_zero(
+            &set,
+            Budget::from_hundredths(50),
+            0.05,
+            LossKind::AccuracyLoss,
+        )
+        .expect("certified");
+        assert_eq!(threshold, 0.6);
+        assert!((bound - clopper_pearson_upper(1, 1000, 0.05)).abs() < 1e-12);
+        // No budget: nothing is certified.
+        assert!(certify_layer_zero(&set, Budget::ZERO, 0.05, LossKind::AccuracyLoss).is_none());
+
+        let sequence = ExitSequence {
+            policy: PolicyKind::Layer,
+            loss: LossKind::AccuracyLoss,
+            rules: RuleSet::Classic,
+            configs: vec![PolicyConfig {
+                kind: PolicyKind::Layer,
+                rule: ExitRule::MaxProbability,
+                threshold: 0.9,
+                ..PolicyConfig::full(6, 5)
+            }],
+        };
+        let points = calibrate_fixed_sequence(
+            &[sequence],
+            &set,
+            5,
+            &[Budget::from_hundredths(100)],
+            0.1,
+            LossKind::AccuracyLoss,
+            RuleSet::Classic,
+        );
+        let point = &points[1];
+        assert_eq!(point.budget, Budget::from_hundredths(100));
+        assert_eq!(point.config.layer_zero_threshold, Some(0.6));
+        // Layer 0 answers everything: no model cost, one document lost; the bound is the sum
+        // of the walk's and layer 0's.
+        let measured = measure(&point.config, &set, LossKind::AccuracyLoss);
+        assert_eq!(measured.layer_zero_answers, 1000);
+        assert_eq!(measured.cost, 0.0);
+        assert_eq!(point.dev_loss, Some(0.001));
+        let walk_bound = clopper_pearson_upper(0, 1000, 0.05);
+        let gate_bound = clopper_pearson_upper(1, 1000, 0.05);
+        assert!((point.loss_bound.expect("bound") - (walk_bound + gate_bound)).abs() < 1e-12);
+        // Recalibration without labels (disagreement with full) keeps layer 0 as well.
+        let unlabelled: Vec<GridDocument> = documents
+            .iter()
+            .cloned()
+            .map(|document| GridDocument {
+                class: None,
+                ..document
+            })
+            .collect();
+        let unlabelled_set = CalibrationSet {
+            documents: &unlabelled,
+            ..set
+        };
+        let sequence = ExitSequence {
+            policy: PolicyKind::Layer,
+            loss: LossKind::Disagreement,
+            rules: RuleSet::Classic,
+            configs: vec![PolicyConfig {
+                kind: PolicyKind::Layer,
+                rule: ExitRule::MaxProbability,
+                threshold: 0.9,
+                ..PolicyConfig::full(6, 5)
+            }],
+        };
+        let points = calibrate_fixed_sequence(
+            &[sequence],
+            &unlabelled_set,
+            5,
+            &[Budget::from_hundredths(100)],
+            0.1,
+            LossKind::Disagreement,
+            RuleSet::Classic,
+        );
+        assert_eq!(points[1].config.layer_zero_threshold, Some(0.6));
+        assert_eq!(points[1].dev_loss, Some(0.001));
+        // Without layer-0 probabilities the calibration is what it was.
+        let plain: Vec<GridDocument> = documents
+            .iter()
+            .cloned()
+            .map(|mut document| {
+                document.grid.layer_zero = None;
+                document
+            })
+            .collect();
+        let plain_set = CalibrationSet {
+            documents: &plain,
+            ..set
+        };
+        let sequence = ExitSequence {
+            policy: PolicyKind::Layer,
+            loss: LossKind::AccuracyLoss,
+            rules: RuleSet::Classic,
+            configs: vec![point.config],
+        };
+        let points = calibrate_fixed_sequence(
+            &[sequence],
+            &plain_set,
+            5,
+            &[Budget::from_hundredths(100)],
+            0.1,
+            LossKind::AccuracyLoss,
+            RuleSet::Classic,
+        );
+        assert_eq!(
+            points[1].loss_bound,
+            Some(clopper_pearson_upper(0, 1000, 0.1))
+        );
     }
 }

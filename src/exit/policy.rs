@@ -130,6 +130,15 @@ pub struct DocumentGrid {
     pub probabilities: Vec<Vec<Vec<f32>>>,
     /// Tokens fed for each sentence (document-start token included in the first).
     pub sentence_tokens: Vec<usize>,
+    /// The layer-0 head's class distribution on the whole document (its tokens within the
+    /// token limit), when the pack has one.
+    pub layer_zero: Option<Vec<f32>>,
+}
+
+/// Whether the layer-0 head's `probabilities` end the walk before layer 1 under `threshold`:
+/// its top class probability reaches it.
+pub fn layer_zero_exits(threshold: f32, probabilities: &[f32]) -> bool {
+    top_two(probabilities).0 >= threshold
 }
 
 impl DocumentGrid {
@@ -151,10 +160,13 @@ impl DocumentGrid {
 /// What a policy did on one document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// The cell whose head answered.
+    /// The cell whose head answered (for a layer-0 answer: the last sentence at index 0, with
+    /// `layer_zero` set).
     pub answer: Cell,
     /// Whether a confident cell ended the walk (false: the walk ran out).
     pub exited: bool,
+    /// Whether the layer-0 head answered, before any model layer ran.
+    pub layer_zero: bool,
     /// Index of the predicted class.
     pub prediction: usize,
     /// Sentences read.
@@ -431,7 +443,9 @@ pub fn visited_cells(
         .collect()
 }
 
-/// Walks `policy` over a document's grid: where it exits, what it answers, what it costs.
+/// Walks `policy` over a document's grid: where it exits, what it answers, what it costs. A
+/// setting with a layer-0 threshold first asks the layer-0 head (when the grid has its
+/// probabilities): a confident answer there costs no token×layer operation.
 ///
 /// # Panics
 /// If the grid is empty or has fewer layers than the policy walks; grids come from packs and
@@ -452,9 +466,27 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
         .map(|&tokens| tokens as u64)
         .sum();
     let full_token_layers = total_tokens * layers as u64;
+    if let (Some(threshold), Some(probabilities)) =
+        (policy.config().layer_zero_threshold, &grid.layer_zero)
+        && layer_zero_exits(threshold, probabilities)
+    {
+        return Outcome {
+            answer: Cell {
+                sentence: last_sentence,
+                layer: 0,
+            },
+            exited: true,
+            layer_zero: true,
+            prediction: argmax(probabilities),
+            sentences_read: sentences,
+            token_layers: 0,
+            full_token_layers,
+        };
+    }
     let finish = |answer: Cell, exited: bool, token_layers: u64| Outcome {
         answer,
         exited,
+        layer_zero: false,
         prediction: argmax(grid.at(answer)),
         sentences_read: answer.sentence + 1,
         token_layers,
@@ -503,6 +535,7 @@ pub(crate) fn two_class_grid(
             })
             .collect(),
         sentence_tokens: sentence_tokens.to_vec(),
+        layer_zero: None,
     }
 }
 
@@ -529,6 +562,7 @@ mod tests {
             depth_cap: 3,
             decision_layer: 2,
             min_pass_tokens: 0,
+            layer_zero_threshold: None,
         }
     }
 
@@ -669,6 +703,7 @@ mod tests {
         let three = DocumentGrid {
             probabilities: vec![vec![vec![0.5, 0.4, 0.1], vec![0.6, 0.3, 0.1]]],
             sentence_tokens: vec![5],
+            layer_zero: None,
         };
         let mut setting = config(PolicyKind::Layer, ExitRule::MaxProbability, 0.5);
         assert_eq!(run(&setting, &three).answer.layer, 0);
@@ -719,6 +754,31 @@ mod tests {
         assert_eq!(run(&setting, &dip).answer.layer, 5);
         setting.patience = 4;
         assert!(!run(&setting, &dip).exited);
+    }
+
+    #[test]
+    fn layer_zero_answers_before_any_layer_when_its_head_is_confident() {
+        let mut document = grid(&[10, 20, 30], 4, |_, layer| 0.6 + 0.1 * layer as f32);
+        let mut setting = config(PolicyKind::TwoDimensional, ExitRule::MaxProbability, 0.85);
+        // Without layer-0 probabilities, or without a threshold, the walk is as before.
+        let walked = run(&setting, &document);
+        assert!(!walked.layer_zero);
+        assert_eq!(walked.answer.layer, 3);
+        setting.layer_zero_threshold = Some(0.9);
+        assert_eq!(run(&setting, &document), walked);
+        // Confident enough: layer 0 answers, reading the whole document and no layer.
+        document.layer_zero = Some(vec![0.95, 0.05]);
+        let outcome = run(&setting, &document);
+        assert!(outcome.layer_zero && outcome.exited);
+        assert_eq!(outcome.prediction, 0);
+        assert_eq!(outcome.token_layers, 0);
+        assert_eq!(outcome.full_token_layers, 60 * 4);
+        assert_eq!(outcome.sentences_read, 3);
+        // Not confident enough: the walk goes on as without layer 0.
+        document.layer_zero = Some(vec![0.85, 0.15]);
+        assert_eq!(run(&setting, &document), walked);
+        assert!(layer_zero_exits(0.85, &[0.85, 0.15]));
+        assert!(!layer_zero_exits(0.86, &[0.85, 0.15]));
     }
 
     #[test]

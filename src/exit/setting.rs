@@ -150,6 +150,11 @@ pub struct PolicyConfig {
     /// it.
     #[serde(default)]
     pub min_pass_tokens: usize,
+    /// Before layer 1, the layer-0 head (a pack's lexical head on the whole document) answers
+    /// when its top class probability reaches this; `None`: layer 0 is not asked (packs before
+    /// format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_zero_threshold: Option<f32>,
 }
 
 impl PolicyConfig {
@@ -165,6 +170,7 @@ impl PolicyConfig {
             depth_cap: layers.saturating_sub(1),
             decision_layer,
             min_pass_tokens: 0,
+            layer_zero_threshold: None,
         }
     }
 }
@@ -189,6 +195,9 @@ pub struct NumberedSetting {
     pub answering_layer: usize,
     /// Fewest tokens in a 2d pass (0: one sentence per pass).
     pub min_pass_tokens: usize,
+    /// The layer-0 head answers before layer 1 when its top probability reaches this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_zero_threshold: Option<f32>,
 }
 
 impl PolicyConfig {
@@ -203,6 +212,7 @@ impl PolicyConfig {
             deepest_layer: self.depth_cap + 1,
             answering_layer: self.decision_layer + 1,
             min_pass_tokens: self.min_pass_tokens,
+            layer_zero_threshold: self.layer_zero_threshold,
         }
     }
 
@@ -261,6 +271,15 @@ impl Budget {
         Ok(Budget {
             hundredths: hundredths as u32,
         })
+    }
+
+    /// `fraction` (from 0 to 1) of this budget, rounded down to a hundredth of a point.
+    pub fn share(self, fraction: f64) -> Budget {
+        // In 0..=hundredths for a fraction in 0..=1.
+        let hundredths = (f64::from(self.hundredths) * fraction.clamp(0.0, 1.0)).floor();
+        Budget {
+            hundredths: hundredths as u32,
+        }
     }
 
     /// The budget in points.
@@ -364,6 +383,7 @@ mod tests {
             depth_cap: 9,
             decision_layer: 17,
             min_pass_tokens: 128,
+            layer_zero_threshold: None,
         };
         let numbered = config.numbered();
         assert_eq!(numbered.policy, "2d");

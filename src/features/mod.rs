@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod extraction;
+pub mod lexical;
 
 use ndarray::{Array2, Array3, ArrayView1, Axis};
 use serde::{Deserialize, Serialize};

@@ -333,11 +333,11 @@ fn dot(left: &[f64], right: &[f64]) -> f64 {
 }
 
 /// A differentiable objective: value and gradient at a point.
-type Objective<'a> = dyn Fn(&[f64]) -> (f64, Vec<f64>) + 'a;
+pub(crate) type Objective<'a> = dyn Fn(&[f64]) -> (f64, Vec<f64>) + 'a;
 
 /// Limited-memory BFGS with a backtracking (Armijo) line search. Minimises `objective` from
 /// `parameters` in place.
-fn minimize_lbfgs(
+pub(crate) fn minimize_lbfgs(
     objective: &Objective<'_>,
     parameters: &mut [f64],
     max_iterations: usize,

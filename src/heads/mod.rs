@@ -2,6 +2,7 @@
 //! regression and a temperature ([`logistic`]), trained on cached sentence-prefix features with
 //! the penalty and temperature chosen by cross-fitting on the training data ([`training`]).
 
+pub mod lexical;
 pub mod logistic;
 pub mod training;
 

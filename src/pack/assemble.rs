@@ -106,10 +106,12 @@ pub fn assemble(
         exit_models: Vec::new(),
         exit_sequences: Vec::new(),
         calibration: None,
+        layer_zero: None,
     };
     let pack = AdapterPack {
         manifest,
         heads: chosen.heads.clone(),
+        layer_zero: None,
     };
     Some((pack, chosen))
 }

@@ -17,7 +17,7 @@ use crate::features::DocumentFeatures;
 use crate::features::cache::{CacheError, FeatureCache};
 use crate::features::extraction::PrefixSet;
 use crate::heads::TrainedHeads;
-use crate::text::prepare_document;
+use crate::text::{PreparedDocument, prepare_document};
 
 use super::assemble::display_path;
 use super::{AdapterPack, CalibrationData, CalibrationSection};
@@ -190,11 +190,12 @@ pub fn learn_exit_decisions(
     pack.manifest.exit_sequences = sequences;
 }
 
-/// Probabilities of every cell of a document, from its cached features and the pack's heads.
+/// Probabilities of every cell of a document, from its cached features and the pack's heads,
+/// and of its layer-0 head on the document's token ids when the pack has one.
 pub fn document_grid(
     pack: &AdapterPack,
     features: &DocumentFeatures,
-    sentence_tokens: Vec<usize>,
+    tokens: &DocumentTokens,
 ) -> DocumentGrid {
     let array = features.of(pack.manifest.feature_kind);
     let probabilities = (0..features.prefixes())
@@ -209,30 +210,51 @@ pub fn document_grid(
         .collect();
     DocumentGrid {
         probabilities,
-        sentence_tokens,
+        sentence_tokens: tokens.sentence_tokens.clone(),
+        layer_zero: pack
+            .layer_zero
+            .as_ref()
+            .map(|head| head.probabilities(&tokens.ids)),
     }
 }
 
-/// Tokens per sentence of every document of `dataset`, as the classifier feeds them (`None`
-/// for a document without text). The model's tokenizer runs; the model does not.
-pub fn sentence_token_counts(
+/// A document's tokens as the classifier feeds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentTokens {
+    /// Tokens per sentence.
+    pub sentence_tokens: Vec<usize>,
+    /// Every token id, in order (what the layer-0 head reads).
+    pub ids: Vec<u32>,
+}
+
+impl DocumentTokens {
+    /// The tokens of a prepared document.
+    pub fn of(prepared: &PreparedDocument) -> Self {
+        DocumentTokens {
+            sentence_tokens: prepared
+                .sentences
+                .iter()
+                .map(|sentence| sentence.tokens.len())
+                .collect(),
+            ids: prepared.token_ids(),
+        }
+    }
+}
+
+/// The tokens of every document of `dataset`, as the classifier feeds them (`None` for a
+/// document without text). The model's tokenizer runs; the model does not.
+pub fn dataset_tokens(
     model: &Model,
     dataset: &Dataset,
     token_limit: usize,
-) -> Vec<Option<Vec<usize>>> {
+) -> Vec<Option<DocumentTokens>> {
     dataset
         .documents
         .iter()
         .map(|document| {
             prepare_document(model, &document.text, token_limit)
                 .ok()
-                .map(|prepared| {
-                    prepared
-                        .sentences
-                        .iter()
-                        .map(|sentence| sentence.tokens.len())
-                        .collect()
-                })
+                .map(|prepared| DocumentTokens::of(&prepared))
         })
         .collect()
 }
@@ -246,7 +268,7 @@ pub fn document_grids(
     dataset: &Dataset,
     labelled: bool,
 ) -> Result<Vec<GridDocument>, CacheError> {
-    let tokens = sentence_token_counts(model, dataset, pack.manifest.token_limit);
+    let tokens = dataset_tokens(model, dataset, pack.manifest.token_limit);
     let mut grids = Vec::new();
     for (index, document) in dataset.documents.iter().enumerate() {
         let class = pack
@@ -260,16 +282,16 @@ pub fn document_grids(
         let Some(features) = cache.get(index)? else {
             continue;
         };
-        let Some(sentence_tokens) = tokens[index].clone() else {
+        let Some(document_tokens) = &tokens[index] else {
             continue;
         };
         // The cache was filled from the same preparation; a mismatch means another tokenizer.
-        if sentence_tokens.len() != features.prefixes() {
+        if document_tokens.sentence_tokens.len() != features.prefixes() {
             continue;
         }
         grids.push(GridDocument {
             index,
-            grid: document_grid(pack, &features, sentence_tokens),
+            grid: document_grid(pack, &features, document_tokens),
             class: if labelled { class } else { None },
         });
     }
@@ -291,7 +313,7 @@ pub fn labelled_grids(
 pub fn out_of_fold_grids(
     trained: &TrainedHeads,
     set: &PrefixSet,
-    sentence_tokens: &[Option<Vec<usize>>],
+    tokens: &[Option<DocumentTokens>],
 ) -> Vec<GridDocument> {
     // Rows of each document, in prefix order.
     let mut rows_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -301,10 +323,10 @@ pub fn out_of_fold_grids(
     let mut grids = Vec::with_capacity(rows_of.len());
     for (document, mut rows) in rows_of {
         rows.sort_by_key(|&row| set.sentences_read[row]);
-        let Some(Some(tokens)) = sentence_tokens.get(document) else {
+        let Some(Some(tokens)) = tokens.get(document) else {
             continue;
         };
-        if tokens.len() != rows.len() {
+        if tokens.sentence_tokens.len() != rows.len() {
             continue;
         }
         let probabilities = rows
@@ -321,7 +343,10 @@ pub fn out_of_fold_grids(
             index: document,
             grid: DocumentGrid {
                 probabilities,
-                sentence_tokens: tokens.clone(),
+                sentence_tokens: tokens.sentence_tokens.clone(),
+                // The exit sequences are drawn without layer 0: calibration adds it with a
+                // share of the budget of its own.
+                layer_zero: None,
             },
             class: rows.first().map(|&row| set.labels[row]),
         });

@@ -12,12 +12,17 @@ use crate::exit::calibration::{
 use crate::exit::{ExitModel, ExitModels};
 use crate::features::FeatureKind;
 use crate::heads::LayerReport;
+use crate::heads::lexical::LexicalReport;
 
 /// The pack format this build writes. Format 2 adds the learned exit models, the exit
-/// sequences and calibration with a guarantee; this build reads format 1 packs as well.
-pub const PACK_FORMAT_VERSION: u32 = 2;
+/// sequences and calibration with a guarantee; format 3 the layer-0 head (`[layer_zero]`, its
+/// tensors in `heads.safetensors`) and settings that ask it. This build reads formats 1 and 2
+/// as well, and they behave as they did.
+pub const PACK_FORMAT_VERSION: u32 = 3;
 /// Every format this build reads.
-pub const READABLE_FORMAT_VERSIONS: [u32; 2] = [1, 2];
+pub const READABLE_FORMAT_VERSIONS: [u32; 3] = [1, 2, 3];
+/// The first format with a layer-0 head.
+pub const LAYER_ZERO_FORMAT_VERSION: u32 = 3;
 /// Manifest file name inside a pack folder.
 pub const MANIFEST_FILE: &str = "adapter.toml";
 /// Weights file name inside a pack folder.
@@ -106,6 +111,9 @@ pub struct PackManifest {
     /// Exit settings chosen for each policy and accuracy budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationSection>,
+    /// The layer-0 head, when the pack has one (format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_zero: Option<LexicalReport>,
 }
 
 /// `[calibration]`: the exit operating points, how they were chosen and on what.
@@ -222,6 +230,20 @@ impl PackManifest {
         for model in &self.exit_models {
             model.validate()?;
         }
+        if let Some(report) = &self.layer_zero {
+            if self.format_version < LAYER_ZERO_FORMAT_VERSION {
+                return Err(format!(
+                    "a layer-0 head in a pack of format {} (it came with format {LAYER_ZERO_FORMAT_VERSION})",
+                    self.format_version
+                ));
+            }
+            if !report.buckets.is_power_of_two() {
+                return Err(format!(
+                    "the layer-0 head has {} buckets, not a power of two",
+                    report.buckets
+                ));
+            }
+        }
         let models = ExitModels::new(&self.exit_models);
         let configs = self
             .exit_sequences
@@ -234,6 +256,11 @@ impl PackManifest {
                     .map(|point| &point.config),
             );
         for config in configs {
+            if config.layer_zero_threshold.is_some() && self.layer_zero.is_none() {
+                return Err(format!(
+                    "the setting {config:?} asks layer 0, but the pack has no layer-0 head"
+                ));
+            }
             if config.rule.learned_target().is_some() && models.for_config(config).is_none() {
                 return Err(format!(
                     "the setting {config:?} uses the rule `{}`, but the pack has no exit model for it",

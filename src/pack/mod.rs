@@ -12,6 +12,7 @@
 
 pub mod assemble;
 pub mod calibrate;
+pub mod layer_zero;
 pub mod manifest;
 pub mod weights;
 
@@ -22,10 +23,12 @@ use ndarray::{Array1, ArrayView1};
 use crate::engine::ModelFacts;
 use crate::exit::{Budget, ExitModels, PolicyConfig, PolicyKind};
 use crate::heads::LayerHead;
+use crate::heads::lexical::LexicalHead;
 
 pub use manifest::{
-    CalibrationData, CalibrationSection, MANIFEST_FILE, ModelFingerprint, PACK_FORMAT_VERSION,
-    PackManifest, READABLE_FORMAT_VERSIONS, TrainingDescription, WEIGHTS_FILE,
+    CalibrationData, CalibrationSection, LAYER_ZERO_FORMAT_VERSION, MANIFEST_FILE,
+    ModelFingerprint, PACK_FORMAT_VERSION, PackManifest, READABLE_FORMAT_VERSIONS,
+    TrainingDescription, WEIGHTS_FILE,
 };
 use weights::{read_heads, write_heads};
 
@@ -64,7 +67,7 @@ pub enum PackError {
         reason: String,
     },
     /// The format version is not one this build reads.
-    #[error("pack `{origin}` has format version {found}; this exitwise reads versions 1 and 2")]
+    #[error("pack `{origin}` has format version {found}; this exitwise reads versions 1 to 3")]
     Version {
         /// The pack.
         origin: String,
@@ -72,7 +75,7 @@ pub enum PackError {
         found: u32,
     },
     /// `heads.safetensors` is corrupt, truncated or has wrong shapes.
-    #[error("invalid weights of pack `{origin}`: {reason}")]
+    #[error("invalid weights of pack `{origin}` (heads.safetensors): {reason}")]
     Weights {
         /// The pack.
         origin: String,
@@ -104,6 +107,8 @@ pub struct AdapterPack {
     pub manifest: PackManifest,
     /// One head per layer.
     pub heads: Vec<LayerHead>,
+    /// The layer-0 head (format 3 packs that have one).
+    pub layer_zero: Option<LexicalHead>,
 }
 
 impl AdapterPack {
@@ -155,11 +160,16 @@ impl AdapterPack {
         let manifest: PackManifest = toml::from_str(manifest_text)
             .map_err(|error| manifest_error(error.message().to_string()))?;
         manifest.validate().map_err(manifest_error)?;
-        let heads = read_heads(&manifest, weights).map_err(|reason| PackError::Weights {
-            origin: origin.to_string(),
-            reason,
-        })?;
-        Ok(AdapterPack { manifest, heads })
+        let (heads, layer_zero) =
+            read_heads(&manifest, weights).map_err(|reason| PackError::Weights {
+                origin: origin.to_string(),
+                reason,
+            })?;
+        Ok(AdapterPack {
+            manifest,
+            heads,
+            layer_zero,
+        })
     }
 
     /// The default pack compiled into this binary, if the build had it.
@@ -180,9 +190,11 @@ impl AdapterPack {
                 origin: dir.display().to_string(),
                 reason: error.to_string(),
             })?;
-        let weights = write_heads(&self.heads).map_err(|reason| PackError::Weights {
-            origin: dir.display().to_string(),
-            reason,
+        let weights = write_heads(&self.heads, self.layer_zero.as_ref()).map_err(|reason| {
+            PackError::Weights {
+                origin: dir.display().to_string(),
+                reason,
+            }
         })?;
         for (name, bytes) in [
             (MANIFEST_FILE, manifest.into_bytes()),
@@ -385,8 +397,13 @@ pub(crate) fn sample_pack() -> AdapterPack {
         exit_models: Vec::new(),
         exit_sequences: Vec::new(),
         calibration: None,
+        layer_zero: None,
     };
-    AdapterPack { manifest, heads }
+    AdapterPack {
+        manifest,
+        heads,
+        layer_zero: None,
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +453,7 @@ mod tests {
             depth_cap: 2,
             decision_layer: 2,
             min_pass_tokens: 0,
+            layer_zero_threshold: None,
         };
         pack.manifest.calibration = Some(CalibrationSection {
             dev_documents: 5,
@@ -516,6 +534,104 @@ mod tests {
         assert_eq!(warnings.len(), 1);
     }
 
+    /// The sample pack with a small layer-0 head (16 buckets).
+    fn pack_with_layer_zero() -> AdapterPack {
+        use crate::heads::lexical::{LEXICAL_FEATURES, LexicalReport};
+        let mut pack = sample_pack();
+        let head = LexicalHead {
+            idf: (0..16).map(|bucket| 1.0 + bucket as f32 / 16.0).collect(),
+            weights: ndarray::Array2::from_shape_fn((2, 16), |(class, bucket)| {
+                (class as f32 - 0.5) * (bucket as f32 - 7.5) / 4.0
+            }),
+            bias: Array1::from(vec![0.1, -0.1]),
+            temperature: 1.25,
+        };
+        pack.manifest.layer_zero = Some(LexicalReport {
+            features: LEXICAL_FEATURES.into(),
+            buckets: 16,
+            l2: 1e-4,
+            temperature: 1.25,
+            training_documents: 10,
+            cross_fitted_accuracy: 0.7,
+            dev_accuracy: Some(0.8),
+            nonzero_weights: 32,
+        });
+        pack.layer_zero = Some(head);
+        pack
+    }
+
+    #[test]
+    fn layer_zero_heads_round_trip_and_corrupt_ones_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pack = pack_with_layer_zero();
+        pack.save(dir.path()).expect("save");
+        let loaded = AdapterPack::load_dir(dir.path()).expect("load");
+        assert_eq!(loaded, pack);
+        let head = loaded.layer_zero.as_ref().expect("a layer-0 head");
+        let probabilities = head.probabilities(&[1, 2, 3]);
+        assert_eq!(
+            probabilities,
+            pack.layer_zero
+                .as_ref()
+                .expect("head")
+                .probabilities(&[1, 2, 3])
+        );
+
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("manifest");
+        let weights = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
+        // A NaN in the layer-0 bias (tensors are stored in name order, `layer_zero.bias`
+        // first: the first 0.1 of the file is its class 0).
+        let bias = 0.1f32.to_le_bytes();
+        let at = weights
+            .windows(4)
+            .position(|window| window == bias)
+            .expect("the layer-0 bias");
+        let mut corrupt = weights.clone();
+        corrupt[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        let error = AdapterPack::from_parts(&manifest, &corrupt, "tiny").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid weights of pack `tiny` (heads.safetensors): tensor `layer_zero.bias` holds non-finite values"
+        );
+        // Its buckets must match the manifest's.
+        let other = manifest.replace("buckets = 16", "buckets = 32");
+        let error = AdapterPack::from_parts(&other, &weights, "tiny").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("tensor `layer_zero.idf` has shape [16], expected [32]"),
+            "{error}"
+        );
+        // A format 2 pack cannot carry one.
+        let old = manifest.replace("format_version = 3", "format_version = 2");
+        let error = AdapterPack::from_parts(&old, &weights, "tiny").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("a layer-0 head in a pack of format 2"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn older_packs_load_without_layer_zero_and_their_settings_never_ask_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut pack = sample_pack();
+        pack.manifest.format_version = 2;
+        pack.save(dir.path()).expect("save");
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("manifest");
+        assert!(!manifest.contains("layer_zero"), "{manifest}");
+        let loaded = AdapterPack::load_dir(dir.path()).expect("load");
+        assert!(loaded.layer_zero.is_none());
+        assert_eq!(loaded.manifest.format_version, 2);
+        // A stored setting without the field reads as one that does not ask layer 0.
+        let config: PolicyConfig = toml::from_str(
+            "kind = \"2d\"\nrule = \"margin\"\nthreshold = 0.5\nmin_layer = 0\npatience = 1\ndepth_cap = 2\ndecision_layer = 2\n",
+        )
+        .expect("a format 2 setting");
+        assert_eq!(config.layer_zero_threshold, None);
+    }
+
     #[test]
     fn corrupt_truncated_or_future_packs_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -537,11 +653,11 @@ mod tests {
         flipped[last + 1] = 0x7f; // a NaN in the last tensor
         assert!(AdapterPack::from_parts(&manifest, &flipped, "tiny").is_err());
 
-        let future = manifest.replace("format_version = 2", "format_version = 9");
+        let future = manifest.replace("format_version = 3", "format_version = 9");
         let error = AdapterPack::from_parts(&future, &weights, "tiny").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "pack `tiny` has format version 9; this exitwise reads versions 1 and 2"
+            "pack `tiny` has format version 9; this exitwise reads versions 1 to 3"
         );
 
         let wide = manifest.replace("width = 4", "width = 5");

@@ -1,16 +1,22 @@
 //! `heads.safetensors`: per layer `l`, `layers.<l>.weight` `[classes, width]`,
-//! `layers.<l>.bias` `[classes]`, `layers.<l>.mean` and `layers.<l>.scale` `[width]`, all
-//! little-endian f32.
+//! `layers.<l>.bias` `[classes]`, `layers.<l>.mean` and `layers.<l>.scale` `[width]`; with a
+//! layer-0 head (format 3), `layer_zero.idf` `[buckets]`, `layer_zero.weight`
+//! `[classes, buckets]` and `layer_zero.bias` `[classes]`; all little-endian f32.
 
 use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::manifest::{PACK_FORMAT_VERSION, PackManifest};
+use crate::heads::lexical::LexicalHead;
 use crate::heads::{LayerHead, LinearHead, Standardizer};
 
-/// The heads of `bytes` (a safetensors file), checked against `manifest`: every tensor present,
-/// F32, of the expected shape and finite.
-pub fn read_heads(manifest: &PackManifest, bytes: &[u8]) -> Result<Vec<LayerHead>, String> {
+/// The heads of `bytes` (a safetensors file) — one per layer, and the layer-0 head when the
+/// manifest has one — checked against `manifest`: every tensor present, F32, of the expected
+/// shape and finite.
+pub fn read_heads(
+    manifest: &PackManifest,
+    bytes: &[u8],
+) -> Result<(Vec<LayerHead>, Option<LexicalHead>), String> {
     let tensors = SafeTensors::deserialize(bytes)
         .map_err(|error| format!("not a safetensors file: {error}"))?;
     let classes = manifest.labels.len();
@@ -41,7 +47,25 @@ pub fn read_heads(manifest: &PackManifest, bytes: &[u8]) -> Result<Vec<LayerHead
         }
         Ok(values)
     };
-    (0..manifest.model.layers)
+    let layer_zero = match &manifest.layer_zero {
+        Some(report) => {
+            let buckets = report.buckets;
+            let head = LexicalHead {
+                idf: read("layer_zero.idf".into(), &[buckets])?,
+                weights: Array2::from_shape_vec(
+                    (classes, buckets),
+                    read("layer_zero.weight".into(), &[classes, buckets])?,
+                )
+                .map_err(|error| error.to_string())?,
+                bias: Array1::from(read("layer_zero.bias".into(), &[classes])?),
+                temperature: report.temperature,
+            };
+            head.validate()?;
+            Some(head)
+        }
+        None => None,
+    };
+    let heads = (0..manifest.model.layers)
         .map(|layer| {
             let weights = read(format!("layers.{layer}.weight"), &[classes, width])?;
             let bias = read(format!("layers.{layer}.bias"), &[classes])?;
@@ -60,12 +84,40 @@ pub fn read_heads(manifest: &PackManifest, bytes: &[u8]) -> Result<Vec<LayerHead
                 },
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((heads, layer_zero))
 }
 
-/// `heads` as the bytes of a safetensors file.
-pub fn write_heads(heads: &[LayerHead]) -> Result<Vec<u8>, String> {
+/// `heads` and the layer-0 head as the bytes of a safetensors file.
+pub fn write_heads(
+    heads: &[LayerHead],
+    layer_zero: Option<&LexicalHead>,
+) -> Result<Vec<u8>, String> {
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let little_endian = |values: &[f32]| -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|value| value.to_le_bytes())
+            .collect()
+    };
+    if let Some(head) = layer_zero {
+        let weights: Vec<f32> = head.weights.iter().copied().collect();
+        buffers.push((
+            "layer_zero.idf".into(),
+            vec![head.buckets()],
+            little_endian(&head.idf),
+        ));
+        buffers.push((
+            "layer_zero.weight".into(),
+            head.weights.shape().to_vec(),
+            little_endian(&weights),
+        ));
+        buffers.push((
+            "layer_zero.bias".into(),
+            vec![head.classes()],
+            little_endian(&head.bias.to_vec()),
+        ));
+    }
     for (layer, head) in heads.iter().enumerate() {
         let tensors: [(&str, Vec<usize>, Vec<f32>); 4] = [
             (
@@ -86,11 +138,11 @@ pub fn write_heads(heads: &[LayerHead]) -> Result<Vec<u8>, String> {
             ),
         ];
         for (name, shape, values) in tensors {
-            let bytes = values
-                .iter()
-                .flat_map(|value| value.to_le_bytes())
-                .collect();
-            buffers.push((format!("layers.{layer}.{name}"), shape, bytes));
+            buffers.push((
+                format!("layers.{layer}.{name}"),
+                shape,
+                little_endian(&values),
+            ));
         }
     }
     let views = buffers

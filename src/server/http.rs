@@ -281,6 +281,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
             "token_limit": manifest.token_limit,
             "best_layer": manifest.best_layer + 1,
             "trained_on": manifest.model,
+            "layer_zero": manifest.layer_zero,
         },
         "policies": PolicyKind::ALL.iter().map(|kind| kind.name()).collect::<Vec<_>>(),
         "default_policy": state.limits.default_policy.name(),

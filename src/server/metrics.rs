@@ -56,6 +56,7 @@ struct State {
     exit_layer: Histogram,
     exit_sentence: Histogram,
     documents: u64,
+    layer_zero_exits: u64,
     token_layers: u64,
     full_token_layers: u64,
     abandoned: u64,
@@ -76,9 +77,11 @@ impl Metrics {
                 latency: Histogram::new(vec![
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ]),
-                exit_layer: Histogram::new((1..=layers).map(|layer| layer as f64).collect()),
+                // Layer 0 is the layer-0 head, which answers before any model layer.
+                exit_layer: Histogram::new((0..=layers).map(|layer| layer as f64).collect()),
                 exit_sentence: Histogram::new(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0]),
                 documents: 0,
+                layer_zero_exits: 0,
                 token_layers: 0,
                 full_token_layers: 0,
                 abandoned: 0,
@@ -112,6 +115,7 @@ impl Metrics {
     pub fn record_document(&self, result: &Classification) {
         self.with(|state| {
             state.documents += 1;
+            state.layer_zero_exits += u64::from(result.exit.layer_zero);
             state.exit_layer.observe(result.exit.layer_number() as f64);
             state
                 .exit_sentence
@@ -179,6 +183,12 @@ impl Metrics {
                 "exitwise_documents_total",
                 "Documents classified",
                 state.documents,
+            );
+            counter(
+                &mut text,
+                "exitwise_layer_zero_exits_total",
+                "Documents the layer-0 head answered, before any model layer ran",
+                state.layer_zero_exits,
             );
             counter(
                 &mut text,

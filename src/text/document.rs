@@ -59,6 +59,15 @@ impl PreparedDocument {
             .sum()
     }
 
+    /// All kept token ids in order, as the layer-0 head reads them (token ids are never
+    /// negative).
+    pub fn token_ids(&self) -> Vec<u32> {
+        self.sentences
+            .iter()
+            .flat_map(|sentence| sentence.tokens.iter().map(|&token| token as u32))
+            .collect()
+    }
+
     /// All kept tokens in order, as one sequence (what a single whole-document feed decodes).
     pub fn all_tokens(&self) -> Vec<Token> {
         self.sentences

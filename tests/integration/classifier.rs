@@ -5,7 +5,7 @@ use exitwise::engine::{Session, SessionOptions};
 use exitwise::exit::{DocumentGrid, ExitRule, PolicyConfig, PolicyKind, simulate};
 use exitwise::features::{FeatureAccumulator, extract_document_features};
 use exitwise::pack::AdapterPack;
-use exitwise::pack::calibrate::document_grid;
+use exitwise::pack::calibrate::{DocumentTokens, document_grid};
 use exitwise::text::{PreparedDocument, prepare_document};
 
 use crate::common::{TestModel, shared_model, tiny_pack};
@@ -34,12 +34,7 @@ fn grid_of(
     document: &PreparedDocument,
 ) -> DocumentGrid {
     let features = extract_document_features(session, accumulator, document).expect("features");
-    let tokens: Vec<usize> = document
-        .sentences
-        .iter()
-        .map(|sentence| sentence.tokens.len())
-        .collect();
-    document_grid(pack, &features, tokens)
+    document_grid(pack, &features, &DocumentTokens::of(document))
 }
 
 #[test]
@@ -141,6 +136,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
                 depth_cap,
                 decision_layer: pack.manifest.best_layer,
                 min_pass_tokens,
+                layer_zero_threshold: None,
             };
             let simulated = simulate(config.policy(layers, pack.exit_models()).as_ref(), &grid);
             let mut classifier = Classifier::new(
@@ -177,6 +173,73 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
             }
         }
     }
+}
+
+#[test]
+fn a_layer_zero_answer_online_is_the_simulated_one_and_costs_no_layer() {
+    let (Some(model), Some((_, pack))) = (shared_model(TestModel::Gemma), tiny_pack()) else {
+        return;
+    };
+    let layers = model.layers();
+    let head = pack
+        .layer_zero
+        .as_ref()
+        .expect("training gave the pack a layer-0 head");
+    let mut extraction = Session::new(model, &options()).expect("session");
+    let mut accumulator = FeatureAccumulator::new(layers, model.width());
+    let mut layer_zero_answers = 0;
+    for text in TEXTS {
+        let document = prepare_document(model, text, pack.manifest.token_limit).expect("prepare");
+        let grid = grid_of(pack, &mut extraction, &mut accumulator, &document);
+        let layer_zero = grid.layer_zero.clone().expect("layer-0 probabilities");
+        assert_eq!(layer_zero, head.probabilities(&document.token_ids()));
+        // Two classes: a threshold of 0.5 always answers at layer 0, 1.1 never does.
+        for threshold in [0.5, 0.6, 0.75, 0.9, 1.1] {
+            let config = PolicyConfig {
+                kind: PolicyKind::TwoDimensional,
+                rule: ExitRule::MaxProbability,
+                threshold: 0.9,
+                min_layer: 0,
+                patience: 1,
+                depth_cap: 6,
+                decision_layer: pack.manifest.best_layer,
+                min_pass_tokens: 0,
+                layer_zero_threshold: Some(threshold),
+            };
+            let simulated = simulate(config.policy(layers, pack.exit_models()).as_ref(), &grid);
+            let mut classifier = Classifier::new(
+                Session::new(model, &options()).expect("session"),
+                pack,
+                config,
+            );
+            let online = classifier.classify(&document).expect("classify");
+            let context = format!("layer 0 at {threshold} on {text:?}");
+            assert_eq!(online.exit.layer_zero, simulated.layer_zero, "{context}");
+            assert_eq!(online.class, simulated.prediction, "{context}");
+            assert_eq!(online.token_layers, simulated.token_layers, "{context}");
+            if threshold == 0.5 {
+                assert!(online.exit.layer_zero, "{context}");
+            }
+            if threshold > 1.0 {
+                assert!(!online.exit.layer_zero, "{context}");
+            }
+            if online.exit.layer_zero {
+                layer_zero_answers += 1;
+                assert_eq!(online.exit.layer_number(), 0, "{context}");
+                assert_eq!(online.exit.sentences_read(), document.sentences.len());
+                assert_eq!(
+                    (online.tokens_read, online.token_layers),
+                    (0, 0),
+                    "{context}"
+                );
+                assert_eq!(online.probabilities, layer_zero, "{context}");
+            } else {
+                assert!(online.exit.layer_number() >= 1, "{context}");
+                assert!(online.token_layers > 0, "{context}");
+            }
+        }
+    }
+    assert!(layer_zero_answers >= TEXTS.len());
 }
 
 #[test]
@@ -220,6 +283,7 @@ fn a_pass_longer_than_one_decode_is_fed_in_batches_and_answers_as_in_one() {
             depth_cap: 17,
             decision_layer: pack.manifest.best_layer,
             min_pass_tokens: 0,
+            layer_zero_threshold: None,
         };
         let simulated = simulate(config.policy(layers, pack.exit_models()).as_ref(), &grid);
         let mut classifier =

@@ -11,12 +11,14 @@ use exitwise::exit::calibration::{CalibrationMethod, DEFAULT_DELTA, RuleSet};
 use exitwise::features::FeatureKind;
 use exitwise::features::cache::FeatureCache;
 use exitwise::features::extraction::{FeatureSource, load_prefix_sets};
+use exitwise::features::lexical::DEFAULT_BUCKETS;
 use exitwise::heads::{TrainedHeads, train_heads};
 use exitwise::pack::assemble::{PackDescription, TrainingData, assemble};
 use exitwise::pack::calibrate::{
-    CalibrationOptions, calibrate_pack, labelled_grids, learn_exit_decisions, out_of_fold_grids,
-    sentence_token_counts,
+    CalibrationOptions, DocumentTokens, calibrate_pack, dataset_tokens, labelled_grids,
+    learn_exit_decisions, out_of_fold_grids,
 };
+use exitwise::pack::layer_zero::{LabelledTokens, train_layer_zero};
 use exitwise::pack::{AdapterPack, MANIFEST_FILE};
 use exitwise::text::DEFAULT_TOKEN_LIMIT;
 
@@ -85,6 +87,81 @@ pub struct TrainArgs {
     /// documents like the dev data [default: 0.1]
     #[arg(long, value_name = "DELTA")]
     delta: Option<f64>,
+
+    /// Buckets of the layer-0 head's hashed n-grams (a power of two) [default: 262144]
+    ///
+    /// The layer-0 head reads the document's token ids (unigrams and bigrams, TF-IDF) and
+    /// answers before layer 1 when calibration finds it safe; its weights take 4 bytes per
+    /// bucket and class.
+    #[arg(long, value_name = "N", value_parser = parse_buckets)]
+    layer_zero_buckets: Option<usize>,
+
+    /// Keep the pack at --out as it is (its layer heads, exit models and sequences), train only
+    /// its layer-0 head and calibrate it again on --dev
+    ///
+    /// The model's tokenizer reads the training data, and the model runs only over the dev
+    /// documents not yet in the feature cache. The pack becomes format 3.
+    #[arg(long, conflicts_with = "extract_only")]
+    only_layer_zero: bool,
+}
+
+fn parse_buckets(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(buckets) if buckets.is_power_of_two() && (2..=1 << 24).contains(&buckets) => Ok(buckets),
+        _ => Err(format!("`{text}` is not a power of two from 2 to 16777216")),
+    }
+}
+
+/// Trains `pack`'s layer-0 head on the training documents' tokens and reports it.
+fn add_layer_zero(
+    pack: &mut AdapterPack,
+    train: &Dataset,
+    train_tokens: &[Option<DocumentTokens>],
+    dev: &Dataset,
+    dev_tokens: &[Option<DocumentTokens>],
+    buckets: usize,
+) -> anyhow::Result<()> {
+    fn labelled<'a>(
+        labels: &[String],
+        dataset: &Dataset,
+        tokens: &'a [Option<DocumentTokens>],
+    ) -> Vec<LabelledTokens<'a>> {
+        dataset
+            .documents
+            .iter()
+            .zip(tokens)
+            .enumerate()
+            .filter_map(|(index, (document, tokens))| {
+                Some(LabelledTokens {
+                    index,
+                    tokens: tokens.as_ref()?,
+                    class: labels.iter().position(|label| *label == document.label)?,
+                })
+            })
+            .collect()
+    }
+    let labels = pack.manifest.labels.clone();
+    let train_documents = labelled(&labels, train, train_tokens);
+    let dev_documents = labelled(&labels, dev, dev_tokens);
+    let started = std::time::Instant::now();
+    let spinner = output::spinner("training the layer-0 head");
+    let trained = train_layer_zero(pack, &train_documents, &dev_documents, buckets)
+        .context("no training document has text and a label")?;
+    spinner.finish_and_clear();
+    let report = &trained.report;
+    eprintln!(
+        "layer-0 head ({} buckets, L2 {}) trained on {} documents in {:.0} s: cross-fitted accuracy {:.4}, dev {}",
+        report.buckets,
+        report.l2,
+        report.training_documents,
+        started.elapsed().as_secs_f64(),
+        report.cross_fitted_accuracy,
+        report.dev_accuracy.map_or_else(
+            || "not measured".to_string(),
+            |accuracy| format!("{accuracy:.4}")
+        )
+    );
+    Ok(())
 }
 
 /// Runs `exitwise train`.
@@ -133,6 +210,54 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         );
         Ok(cache)
     };
+    let buckets = args.layer_zero_buckets.unwrap_or(DEFAULT_BUCKETS);
+    if args.only_layer_zero {
+        let Some(out) = &args.out else {
+            bail!("--only-layer-zero needs --out PACK");
+        };
+        let mut pack = AdapterPack::load_dir(out)
+            .with_context(|| format!("cannot load the adapter pack `{}`", out.display()))?;
+        pack.check_model(model.facts(), Some(&model_sha256), false)?;
+        if pack.manifest.labels != labels {
+            bail!(
+                "the pack `{}` tells {:?} apart, the training data {:?}",
+                out.display(),
+                pack.manifest.labels,
+                labels
+            );
+        }
+        let token_limit = pack.manifest.token_limit;
+        let train_tokens = dataset_tokens(&model, &train, token_limit);
+        let dev_tokens = dataset_tokens(&model, &dev, token_limit);
+        add_layer_zero(&mut pack, &train, &train_tokens, &dev, &dev_tokens, buckets)?;
+        let source = FeatureSource {
+            token_limit,
+            ..source
+        };
+        let (mut dev_cache, _, _) = cached_features(&source, &dev, "dev")?;
+        let threads = global
+            .threads()
+            .unwrap_or_else(exitwise::engine::usable_cpus);
+        let dev_grids = labelled_grids(&pack, &model, &mut dev_cache, &dev)?;
+        calibrate_pack(
+            &mut pack,
+            &dev_grids,
+            &dev,
+            &DEFAULT_BUDGETS,
+            &CalibrationOptions {
+                method: CalibrationMethod::FixedSequence,
+                rules: RuleSet::All,
+                delta: args.delta.unwrap_or(DEFAULT_DELTA),
+                labelled: true,
+                threads,
+            },
+        )?;
+        pack.save(out)
+            .with_context(|| format!("cannot save the pack to `{}`", out.display()))?;
+        output::print(&render_report(&pack))?;
+        eprintln!("pack saved to `{}`", out.display());
+        return Ok(EXIT_OK);
+    }
     let mut train_cache = extract(&train, "train")?;
     let mut dev_cache = extract(&dev, "dev")?;
     if args.extract_only {
@@ -202,13 +327,12 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         .iter()
         .find(|set| set.kind == chosen.kind)
         .context("the chosen feature kind has no training rows")?;
+    let train_tokens = dataset_tokens(&model, &train, args.token_limit);
+    let dev_tokens = dataset_tokens(&model, &dev, args.token_limit);
+    add_layer_zero(&mut pack, &train, &train_tokens, &dev, &dev_tokens, buckets)?;
     let started = std::time::Instant::now();
     let spinner = output::spinner("exit decisions");
-    let training_grids = out_of_fold_grids(
-        &chosen,
-        chosen_set,
-        &sentence_token_counts(&model, &train, args.token_limit),
-    );
+    let training_grids = out_of_fold_grids(&chosen, chosen_set, &train_tokens);
     learn_exit_decisions(&mut pack, &training_grids, threads, &|step| {
         spinner.set_message(step.to_string());
     });

@@ -40,13 +40,14 @@ pub fn render(report: &EvalReport, kinds: &[PolicyKind]) -> String {
     );
     let _ = writeln!(
         text,
-        "{:<9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "{:<9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}",
         "policy",
         "accuracy",
         "macro-F1",
         "docs/s",
         "ms med",
         "ms p90",
+        "at L0",
         "layer",
         "sent.",
         "tok×layer",
@@ -61,13 +62,14 @@ pub fn render(report: &EvalReport, kinds: &[PolicyKind]) -> String {
         };
         let _ = writeln!(
             text,
-            "{:<9} {:>8.4} {:>8.4} {:>9.2} {:>8.1} {:>8.1} {:>7.2} {:>7.2} {:>10.0} {:>9} {:>9} {:>9} {:>9}",
+            "{:<9} {:>8.4} {:>8.4} {:>9.2} {:>8.1} {:>8.1} {:>5.1}% {:>7.2} {:>7.2} {:>10.0} {:>9} {:>9} {:>9} {:>9}",
             kind.name(),
             summary.accuracy,
             summary.macro_f1,
             summary.docs_per_s,
             summary.ms_median,
             summary.ms_p90,
+            100.0 * summary.layer_zero_share,
             summary.mean_exit_layer,
             summary.mean_sentences_read,
             summary.token_layers_mean,
@@ -77,12 +79,15 @@ pub fn render(report: &EvalReport, kinds: &[PolicyKind]) -> String {
             ratio(summary.speedup_vs_layer_ops),
         );
     }
-    text.push_str("(layer: mean exit layer, 1-based; sent.: mean sentences read; wall/x and ops/x: speed-up over policy x in wall-clock and in token×layer operations)\n");
+    text.push_str("(at L0: documents answered by the layer-0 head, before layer 1; layer: mean exit layer, 1-based, 0 for layer 0; sent.: mean sentences read; wall/x and ops/x: speed-up over policy x in wall-clock and in token×layer operations)\n");
     if let Some(oracle) = &report.oracle {
         let _ = writeln!(
             text,
-            "oracle (cheapest correct cell per document): accuracy {:.4}, {:.0} token×layers, {:.2}x fewer operations than full",
-            oracle.accuracy, oracle.token_layers_mean, oracle.speedup_vs_full_ops
+            "oracle (cheapest correct cell per document): accuracy {:.4}, {:.1}% right at layer 0, {:.0} token×layers, {:.2}x fewer operations than full",
+            oracle.accuracy,
+            100.0 * oracle.layer_zero_share,
+            oracle.token_layers_mean,
+            oracle.speedup_vs_full_ops
         );
     }
     if let Some(schedule) = &report.schedule {

@@ -49,7 +49,7 @@ fn render(report: &BudgetReport, data: &str) -> String {
     );
     let _ = writeln!(
         text,
-        "{:<9} {:>6} {:<19} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7} {:>9} {:>10}",
+        "{:<9} {:>6} {:<19} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>7} {:>9} {:>10}",
         "policy",
         "budget",
         "rule",
@@ -58,6 +58,7 @@ fn render(report: &BudgetReport, data: &str) -> String {
         "lost",
         "bound",
         "held",
+        "at L0",
         "cost",
         "ops/full",
         "ops/layer"
@@ -70,7 +71,7 @@ fn render(report: &BudgetReport, data: &str) -> String {
         };
         let _ = writeln!(
             text,
-            "{:<9} {:>6.1} {:<19} {:>8.4} {:>8.2} {:>8.4} {:>7} {:>6} {:>7.3} {:>8.2}x {:>10}",
+            "{:<9} {:>6.1} {:<19} {:>8.4} {:>8.2} {:>8.4} {:>7} {:>6} {:>5.1}% {:>7.3} {:>8.2}x {:>10}",
             row.policy,
             row.budget.points(),
             rule,
@@ -80,6 +81,7 @@ fn render(report: &BudgetReport, data: &str) -> String {
             row.calibration_bound
                 .map_or_else(|| "-".to_string(), |bound| format!("{bound:.4}")),
             if row.held { "yes" } else { "NO" },
+            100.0 * row.layer_zero_share,
             row.cost,
             row.speedup_vs_full_ops,
             row.speedup_vs_layer_ops
@@ -88,7 +90,7 @@ fn render(report: &BudgetReport, data: &str) -> String {
     }
     let _ = writeln!(
         text,
-        "(loss pt: accuracy lost against full, in points; lost: share of documents full gets right and the policy wrong; bound: what the calibration certified for that share; held: loss within the budget; {} of {} budgets broken)",
+        "(loss pt: accuracy lost against full, in points; lost: share of documents full gets right and the policy wrong; bound: what the calibration certified for that share; held: loss within the budget; at L0: documents the layer-0 head answered; {} of {} budgets broken)",
         report.violations,
         report.rows.len()
     );
