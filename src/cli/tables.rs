@@ -32,12 +32,13 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
         calibration.dev_documents,
         calibration.promise()
     );
-    text.push_str("(layers numbered from 1; decide: the layer that answers, or the first that may exit; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document; cost: share of full-depth, whole-document token×layer operations; loss: share of documents lost, and its upper bound)\n");
+    text.push_str("(layers numbered from 1; L0 ≥: the layer-0 head answers first when its top probability reaches this; decide: the layer that answers, or the first that may exit; pass: what one decode reads, a sentence, whole sentences up to ≥N tokens, or the document; cost: share of full-depth, whole-document token×layer operations; loss: share of documents lost, and its upper bound)\n");
     let _ = writeln!(
         text,
-        "{:<9} {:>6} {:<22} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "{:<9} {:>6} {:>6} {:<22} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8}",
         "policy",
         "budget",
+        "L0 ≥",
         "rule",
         "threshold",
         "decide",
@@ -90,9 +91,12 @@ pub fn render_operating_points(manifest: &PackManifest) -> String {
         let share = |value: Option<f64>| value.map_or_else(dash, |value| format!("{value:.4}"));
         let _ = writeln!(
             text,
-            "{:<9} {:>6.1} {:<22} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8.3} {:>8} {:>8}",
+            "{:<9} {:>6.1} {:>6} {:<22} {:>9} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8.3} {:>8} {:>8}",
             point.policy().name(),
             point.budget.points(),
+            config
+                .layer_zero_threshold
+                .map_or_else(dash, |threshold| format!("{threshold:.3}")),
             rule,
             threshold,
             decide,

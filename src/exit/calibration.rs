@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bound::clopper_pearson_upper;
 use super::learned::ExitModels;
-use super::policy::{DocumentGrid, argmax, layer_zero_exits, simulate};
+use super::policy::{DocumentGrid, simulate};
 use super::setting::{Budget, ExitRule, NumberedSetting, PolicyConfig, PolicyKind};
 
 /// Accuracy budgets (points below `full`) calibrated by default: 0, 0.5, 1, 2 and 4.
@@ -144,9 +144,10 @@ impl OperatingPoint {
         self.policy.unwrap_or(self.config.kind)
     }
 
-    /// Whether the point falls back to `full`'s setting for another policy (nothing certified).
+    /// Whether the point falls back to `full`'s setting for another policy (nothing certified;
+    /// a `full` walk behind a layer-0 exit is not a fallback).
     pub fn is_fallback(&self) -> bool {
-        self.policy() != self.config.kind
+        self.policy() != self.config.kind && self.config.layer_zero_threshold.is_none()
     }
 
     /// This point with its layers numbered from 1.
@@ -661,62 +662,42 @@ pub const LAYER_ZERO_THRESHOLDS: [f32; 30] = [
     0.89, 0.88, 0.87, 0.86, 0.85, 0.84, 0.82, 0.8, 0.78, 0.76, 0.74, 0.72, 0.7, 0.65, 0.6,
 ];
 
-/// The share of each budget, and of the risk δ, that the layer-0 exit is certified with; the
-/// walk behind it (the policy's own sequence) is certified with the rest. A document the
-/// combined setting loses is lost by layer 0 or by the walk, so the combined loss is at most
-/// the sum of the two, and both bounds hold together with probability at least 1 − δ.
-pub const LAYER_ZERO_SHARE: f64 = 0.5;
-
-/// Documents of `set` that the layer-0 exit at `threshold` answers and loses.
-fn layer_zero_losses(threshold: f32, set: &CalibrationSet<'_>, loss: LossKind) -> usize {
-    set.documents
-        .iter()
-        .zip(set.full_answers)
-        .filter(|(document, full_answer)| {
-            let Some(probabilities) = &document.grid.layer_zero else {
-                return false;
-            };
-            if !layer_zero_exits(threshold, probabilities) {
-                return false;
-            }
-            let answer = argmax(probabilities);
-            match (loss, document.class) {
-                (LossKind::AccuracyLoss, Some(class)) => **full_answer == class && answer != class,
-                (LossKind::AccuracyLoss, None) => false,
-                (LossKind::Disagreement, _) => answer != **full_answer,
-            }
-        })
-        .count()
-}
-
-/// Fixed-sequence testing of the layer-0 exit on `set` at `budget` with risk `delta`, over
-/// [`LAYER_ZERO_THRESHOLDS`]: the last threshold before the first whose loss bound exceeds the
-/// budget, with that bound; `None` when the first already does.
-pub fn certify_layer_zero(
-    set: &CalibrationSet<'_>,
-    budget: Budget,
-    delta: f64,
-    loss: LossKind,
-) -> Option<(f32, f64)> {
-    let mut chosen = None;
-    for threshold in LAYER_ZERO_THRESHOLDS {
-        let losses = layer_zero_losses(threshold, set, loss);
-        let bound = clopper_pearson_upper(losses, set.documents.len(), delta);
-        if bound > budget.as_fraction() {
-            break;
+/// A policy's walk settings (`walks`, its exit sequence) combined with the layer-0 thresholds,
+/// in the order calibration tests them: a path from `full` (no exit at all) that advances along
+/// both lists in proportion to their lengths — at each step the list whose next entry is the
+/// smaller share of its length moves on (layer 0 on ties) — so that both the walk and layer 0
+/// grow bolder together. Every setting on the path asks layer 0 with the current threshold (none
+/// before the first step along it) and walks with the current walk setting (`full`'s before the
+/// first step along the walks). The path depends only on the pack, never on calibration data,
+/// which is what keeps the test valid.
+pub fn layer_zero_path(walks: &[PolicyConfig], full: PolicyConfig) -> Vec<PolicyConfig> {
+    let (walk_count, threshold_count) = (walks.len(), LAYER_ZERO_THRESHOLDS.len());
+    let (mut walk, mut threshold) = (0usize, 0usize);
+    let mut path = Vec::with_capacity(walk_count + threshold_count);
+    while walk < walk_count || threshold < threshold_count {
+        // Compare (walk + 1) / walk_count with (threshold + 1) / threshold_count exactly.
+        let walk_share = (walk + 1) * threshold_count;
+        let threshold_share = (threshold + 1) * walk_count;
+        if threshold < threshold_count && (walk == walk_count || threshold_share <= walk_share) {
+            threshold += 1;
+        } else {
+            walk += 1;
         }
-        chosen = Some((threshold, bound));
+        let base = if walk == 0 { full } else { walks[walk - 1] };
+        path.push(PolicyConfig {
+            layer_zero_threshold: (threshold > 0).then(|| LAYER_ZERO_THRESHOLDS[threshold - 1]),
+            ..base
+        });
     }
-    chosen
+    path
 }
 
 /// Every policy's operating points for every budget by fixed-sequence testing of the
 /// sequences for `loss` and `rules`, with `full` first (budget 0).
 ///
 /// When every document's grid has layer-0 probabilities (a pack with a layer-0 head), each
-/// budget is shared: the layer-0 exit is certified at [`LAYER_ZERO_SHARE`] of it (and of δ),
-/// the policy's walk at the rest, and the operating point asks layer 0 before its walk; its
-/// loss bound is the sum of the two.
+/// policy's sequence is tested along its [`layer_zero_path`], so that the chosen settings ask
+/// layer 0 first, under the same bound.
 pub fn calibrate_fixed_sequence(
     sequences: &[ExitSequence],
     set: &CalibrationSet<'_>,
@@ -732,34 +713,6 @@ pub fn calibrate_fixed_sequence(
             .documents
             .iter()
             .all(|document| document.grid.layer_zero.is_some());
-    let walk_budgets: Vec<Budget> = if with_layer_zero {
-        budgets
-            .iter()
-            .map(|budget| budget.share(1.0 - LAYER_ZERO_SHARE))
-            .collect()
-    } else {
-        budgets.to_vec()
-    };
-    let walk_delta = if with_layer_zero {
-        delta * (1.0 - LAYER_ZERO_SHARE)
-    } else {
-        delta
-    };
-    let layer_zero: Vec<Option<(f32, f64)>> = budgets
-        .iter()
-        .map(|&budget| {
-            with_layer_zero
-                .then(|| {
-                    certify_layer_zero(
-                        set,
-                        budget.share(LAYER_ZERO_SHARE),
-                        delta * LAYER_ZERO_SHARE,
-                        loss,
-                    )
-                })
-                .flatten()
-        })
-        .collect();
     for kind in [
         PolicyKind::Layer,
         PolicyKind::Sentence,
@@ -768,27 +721,17 @@ pub fn calibrate_fixed_sequence(
         if let Some(sequence) = sequences.iter().find(|sequence| {
             sequence.policy == kind && sequence.loss == loss && sequence.rules == rules
         }) {
-            let walks = certify(sequence, set, decision_layer, &walk_budgets, walk_delta);
-            for ((walk, &budget), gate) in walks.into_iter().zip(budgets).zip(&layer_zero) {
-                points.push(match gate {
-                    Some((threshold, gate_bound)) => {
-                        let config = PolicyConfig {
-                            layer_zero_threshold: Some(*threshold),
-                            ..walk.config
-                        };
-                        let measured = measure(&config, set, loss);
-                        OperatingPoint {
-                            budget,
-                            config,
-                            dev_accuracy: measured.accuracy,
-                            dev_cost: measured.cost,
-                            dev_loss: Some(measured.loss_rate()),
-                            loss_bound: walk.loss_bound.map(|bound| bound + gate_bound),
-                            ..walk
-                        }
-                    }
-                    None => OperatingPoint { budget, ..walk },
-                });
+            if with_layer_zero {
+                let path = ExitSequence {
+                    configs: layer_zero_path(
+                        &sequence.configs,
+                        PolicyConfig::full(set.layers, decision_layer),
+                    ),
+                    ..sequence.clone()
+                };
+                points.extend(certify(&path, set, decision_layer, budgets, delta));
+            } else {
+                points.extend(certify(sequence, set, decision_layer, budgets, delta));
             }
         }
     }
@@ -1125,9 +1068,45 @@ mod tests {
     }
 
     #[test]
-    fn layer_zero_takes_its_share_of_the_budget_and_the_walk_the_rest() {
+    fn the_layer_zero_path_advances_both_lists_in_proportion() {
+        let full = PolicyConfig::full(6, 5);
+        let walks: Vec<PolicyConfig> = [0.99, 0.9]
+            .map(|threshold| PolicyConfig {
+                kind: PolicyKind::Layer,
+                threshold,
+                ..full
+            })
+            .to_vec();
+        let path = layer_zero_path(&walks, full);
+        let thresholds = LAYER_ZERO_THRESHOLDS.len();
+        assert_eq!(path.len(), walks.len() + thresholds);
+        // Half the thresholds with `full` behind them, then the first walk with the other
+        // half, then the last walk with the last threshold.
+        let half = thresholds / 2;
+        for (step, config) in path.iter().enumerate() {
+            let (walk, threshold) = match step {
+                step if step < half => (full, step),
+                step if step < thresholds + 1 => (walks[0], (step - 1).max(half - 1)),
+                _ => (walks[1], thresholds - 1),
+            };
+            assert_eq!(config.kind, walk.kind, "step {step}");
+            assert_eq!(config.threshold, walk.threshold, "step {step}");
+            assert_eq!(
+                config.layer_zero_threshold,
+                Some(LAYER_ZERO_THRESHOLDS[threshold]),
+                "step {step}"
+            );
+        }
+        // Without walks, the path is the thresholds behind `full`.
+        let alone = layer_zero_path(&[], full);
+        assert_eq!(alone.len(), thresholds);
+        assert!(alone.iter().all(|config| config.kind == PolicyKind::Full));
+    }
+
+    #[test]
+    fn calibration_certifies_layer_zero_and_the_walk_together() {
         // 1000 documents, full right on all; the layer-0 head is sure (0.99) and right on 900,
-        // sure and wrong on 1 and unsure (0.6) on the rest.
+        // sure and wrong on 1 and unsure (0.6) but right on the rest.
         let mut documents = documents(1000, 2);
         for (index, document) in documents.iter_mut().enumerate() {
             let class = index % 2;
@@ -1142,52 +1121,49 @@ mod tests {
         }
         let answers = full_answers(&documents, 6, 5);
         let set = set(&documents, &answers);
-        // One loss in 1000 is within half a point at δ/2, and the unsure answers are right:
-        // the whole sequence passes, down to its last threshold, 0.6.
-        let (threshold, bound) = certify_layer_zero(
-            &set,
-            Budget::from_hundredths(50),
-            0.05,
-            LossKind::AccuracyLoss,
-        )
-        .expect("certified");
-        assert_eq!(threshold, 0.6);
-        assert!((bound - clopper_pearson_upper(1, 1000, 0.05)).abs() < 1e-12);
-        // No budget: nothing is certified.
-        assert!(certify_layer_zero(&set, Budget::ZERO, 0.05, LossKind::AccuracyLoss).is_none());
-
-        let sequence = ExitSequence {
+        let walk = PolicyConfig {
+            kind: PolicyKind::Layer,
+            rule: ExitRule::MaxProbability,
+            threshold: 0.9,
+            ..PolicyConfig::full(6, 5)
+        };
+        let sequence = |loss| ExitSequence {
             policy: PolicyKind::Layer,
-            loss: LossKind::AccuracyLoss,
+            loss,
             rules: RuleSet::Classic,
-            configs: vec![PolicyConfig {
-                kind: PolicyKind::Layer,
-                rule: ExitRule::MaxProbability,
-                threshold: 0.9,
-                ..PolicyConfig::full(6, 5)
-            }],
+            configs: vec![walk],
         };
         let points = calibrate_fixed_sequence(
-            &[sequence],
+            &[sequence(LossKind::AccuracyLoss)],
             &set,
             5,
-            &[Budget::from_hundredths(100)],
+            &[Budget::from_hundredths(100), Budget::ZERO],
             0.1,
             LossKind::AccuracyLoss,
             RuleSet::Classic,
         );
+        // One loss in 1000 is within a point: the whole path passes, to the walk behind the
+        // last threshold. Layer 0 answers everything: no model cost.
         let point = &points[1];
         assert_eq!(point.budget, Budget::from_hundredths(100));
-        assert_eq!(point.config.layer_zero_threshold, Some(0.6));
-        // Layer 0 answers everything: no model cost, one document lost; the bound is the sum
-        // of the walk's and layer 0's.
+        assert_eq!(
+            point.config,
+            PolicyConfig {
+                layer_zero_threshold: Some(0.6),
+                ..walk
+            }
+        );
+        assert!(!point.is_fallback());
         let measured = measure(&point.config, &set, LossKind::AccuracyLoss);
         assert_eq!(measured.layer_zero_answers, 1000);
         assert_eq!(measured.cost, 0.0);
         assert_eq!(point.dev_loss, Some(0.001));
-        let walk_bound = clopper_pearson_upper(0, 1000, 0.05);
-        let gate_bound = clopper_pearson_upper(1, 1000, 0.05);
-        assert!((point.loss_bound.expect("bound") - (walk_bound + gate_bound)).abs() < 1e-12);
+        assert_eq!(point.loss_bound, Some(clopper_pearson_upper(1, 1000, 0.1)));
+        // A budget of 0 is never certified (no bound is 0): `full`, without layer 0.
+        let zero = &points[2];
+        assert!(zero.is_fallback());
+        assert_eq!(zero.config.layer_zero_threshold, None);
+
         // Recalibration without labels (disagreement with full) keeps layer 0 as well.
         let unlabelled: Vec<GridDocument> = documents
             .iter()
@@ -1201,19 +1177,8 @@ mod tests {
             documents: &unlabelled,
             ..set
         };
-        let sequence = ExitSequence {
-            policy: PolicyKind::Layer,
-            loss: LossKind::Disagreement,
-            rules: RuleSet::Classic,
-            configs: vec![PolicyConfig {
-                kind: PolicyKind::Layer,
-                rule: ExitRule::MaxProbability,
-                threshold: 0.9,
-                ..PolicyConfig::full(6, 5)
-            }],
-        };
         let points = calibrate_fixed_sequence(
-            &[sequence],
+            &[sequence(LossKind::Disagreement)],
             &unlabelled_set,
             5,
             &[Budget::from_hundredths(100)],
@@ -1223,6 +1188,7 @@ mod tests {
         );
         assert_eq!(points[1].config.layer_zero_threshold, Some(0.6));
         assert_eq!(points[1].dev_loss, Some(0.001));
+
         // Without layer-0 probabilities the calibration is what it was.
         let plain: Vec<GridDocument> = documents
             .iter()
@@ -1236,14 +1202,8 @@ mod tests {
             documents: &plain,
             ..set
         };
-        let sequence = ExitSequence {
-            policy: PolicyKind::Layer,
-            loss: LossKind::AccuracyLoss,
-            rules: RuleSet::Classic,
-            configs: vec![point.config],
-        };
         let points = calibrate_fixed_sequence(
-            &[sequence],
+            &[sequence(LossKind::AccuracyLoss)],
             &plain_set,
             5,
             &[Budget::from_hundredths(100)],
@@ -1251,6 +1211,7 @@ mod tests {
             LossKind::AccuracyLoss,
             RuleSet::Classic,
         );
+        assert_eq!(points[1].config, walk);
         assert_eq!(
             points[1].loss_bound,
             Some(clopper_pearson_upper(0, 1000, 0.1))

@@ -257,4 +257,35 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn layer_zero_exits_are_counted_at_layer_zero() {
+        use crate::classifier::ExitReport;
+        use crate::exit::{Cell, PolicyKind};
+        let metrics = Metrics::new(3);
+        let answer = |layer_zero: bool, layer: usize| Classification {
+            class: 0,
+            probabilities: vec![0.9, 0.1],
+            exit: ExitReport {
+                cell: Cell { sentence: 1, layer },
+                sentences: 2,
+                layers: 3,
+                policy: PolicyKind::TwoDimensional,
+                exited: true,
+                layer_zero,
+            },
+            tokens_read: if layer_zero { 0 } else { 10 },
+            tokens_total: 10,
+            truncated: false,
+            token_layers: if layer_zero { 0 } else { 20 },
+            full_token_layers: 30,
+        };
+        metrics.record_document(&answer(true, 0));
+        metrics.record_document(&answer(false, 1));
+        let text = metrics.render(0, 8, true);
+        assert!(text.contains("exitwise_layer_zero_exits_total 1\n"), "{text}");
+        assert!(text.contains("exitwise_exit_layer_bucket{le=\"0\"} 1\n"), "{text}");
+        assert!(text.contains("exitwise_exit_layer_bucket{le=\"2\"} 2\n"), "{text}");
+        assert!(text.contains("exitwise_documents_total 2\n"), "{text}");
+    }
 }

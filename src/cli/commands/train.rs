@@ -389,6 +389,19 @@ fn render_report(pack: &AdapterPack) -> String {
         manifest.feature_kind.name(),
         comparison.join(", ")
     );
+    if let Some(layer_zero) = &manifest.layer_zero {
+        let _ = writeln!(
+            text,
+            "layer 0 (token-id unigrams and bigrams in {} buckets, {:.1} MB of weights): cross-fitted accuracy {:.4}, dev {}",
+            layer_zero.buckets,
+            // The IDF and one weight per class, 4 bytes each, per bucket.
+            (layer_zero.buckets * (manifest.labels.len() + 1) * 4) as f64 / 1e6,
+            layer_zero.cross_fitted_accuracy,
+            layer_zero
+                .dev_accuracy
+                .map_or_else(|| "-".to_string(), |accuracy| format!("{accuracy:.4}"))
+        );
+    }
     text.push_str(&render_layer_table(
         &manifest.layers,
         manifest.best_layer,

@@ -49,7 +49,7 @@ fn render(report: &BudgetReport, data: &str) -> String {
     );
     let _ = writeln!(
         text,
-        "{:<9} {:>6} {:<19} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>7} {:>9} {:>10}",
+        "{:<9} {:>6} {:<29} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>7} {:>9} {:>10}",
         "policy",
         "budget",
         "rule",
@@ -64,14 +64,20 @@ fn render(report: &BudgetReport, data: &str) -> String {
         "ops/layer"
     );
     for row in &report.rows {
-        let rule = if row.fallback {
+        let walk = if row.fallback {
             "(full)".to_string()
+        } else if row.setting.policy == "full" {
+            "full".to_string()
         } else {
             row.setting.rule.to_string()
         };
+        let rule = match row.setting.layer_zero_threshold {
+            Some(threshold) => format!("L0≥{threshold} {walk}"),
+            None => walk,
+        };
         let _ = writeln!(
             text,
-            "{:<9} {:>6.1} {:<19} {:>8.4} {:>8.2} {:>8.4} {:>7} {:>6} {:>5.1}% {:>7.3} {:>8.2}x {:>10}",
+            "{:<9} {:>6.1} {:<29} {:>8.4} {:>8.2} {:>8.4} {:>7} {:>6} {:>5.1}% {:>7.3} {:>8.2}x {:>10}",
             row.policy,
             row.budget.points(),
             rule,
