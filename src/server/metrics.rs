@@ -283,9 +283,18 @@ mod tests {
         metrics.record_document(&answer(true, 0));
         metrics.record_document(&answer(false, 1));
         let text = metrics.render(0, 8, true);
-        assert!(text.contains("exitwise_layer_zero_exits_total 1\n"), "{text}");
-        assert!(text.contains("exitwise_exit_layer_bucket{le=\"0\"} 1\n"), "{text}");
-        assert!(text.contains("exitwise_exit_layer_bucket{le=\"2\"} 2\n"), "{text}");
+        assert!(
+            text.contains("exitwise_layer_zero_exits_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("exitwise_exit_layer_bucket{le=\"0\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("exitwise_exit_layer_bucket{le=\"2\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("exitwise_documents_total 2\n"), "{text}");
     }
 }
