@@ -352,6 +352,14 @@ fn the_default_pack_gets_clear_reviews_right_and_2d_reads_less_than_full() {
         assert_eq!(results[0]["label"], "pos", "{}", results[0]);
         assert_eq!(results[1]["label"], "neg", "{}", results[1]);
     }
+    // Reviews this clear are answered by the default pack's layer-0 head from their tokens
+    // alone: layer 0, nothing fed to the model, no operation.
+    for record in &two_dimensional {
+        assert_eq!(record["exit"]["layer"], 0, "{record}");
+        assert_eq!(record["tokens_read"], 0, "{record}");
+        assert_eq!(record["cost"]["token_layers"], 0, "{record}");
+        assert!(record["tokens_total"].as_u64().expect("tokens") > 0, "{record}");
+    }
     for (full, early) in full.iter().zip(&two_dimensional) {
         let full_cost = full["cost"]["token_layers"].as_u64().expect("cost");
         let early_cost = early["cost"]["token_layers"].as_u64().expect("cost");

@@ -235,27 +235,15 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             ..source
         };
         let (mut dev_cache, _, _) = cached_features(&source, &dev, "dev")?;
-        let threads = global
-            .threads()
-            .unwrap_or_else(exitwise::engine::usable_cpus);
-        let dev_grids = labelled_grids(&pack, &model, &mut dev_cache, &dev)?;
-        calibrate_pack(
-            &mut pack,
-            &dev_grids,
-            &dev,
-            &DEFAULT_BUDGETS,
-            &CalibrationOptions {
-                method: CalibrationMethod::FixedSequence,
-                rules: RuleSet::All,
-                delta: args.delta.unwrap_or(DEFAULT_DELTA),
-                labelled: true,
-                threads,
-            },
-        )?;
-        pack.save(out)
-            .with_context(|| format!("cannot save the pack to `{}`", out.display()))?;
-        output::print(&render_report(&pack))?;
-        eprintln!("pack saved to `{}`", out.display());
+        let calibration = Calibration {
+            model: &model,
+            dev: &dev,
+            delta: args.delta.unwrap_or(DEFAULT_DELTA),
+            threads: global
+                .threads()
+                .unwrap_or_else(exitwise::engine::usable_cpus),
+        };
+        calibrate_and_save(&mut pack, &calibration, &mut dev_cache, out)?;
         return Ok(EXIT_OK);
     }
     let mut train_cache = extract(&train, "train")?;
@@ -342,26 +330,52 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         started.elapsed().as_secs_f64()
     );
     spinner.set_message("calibrating on dev");
-    let dev_grids = labelled_grids(&pack, &model, &mut dev_cache, &dev)?;
+    let calibration = Calibration {
+        model: &model,
+        dev: &dev,
+        delta: args.delta.unwrap_or(DEFAULT_DELTA),
+        threads,
+    };
+    calibrate_and_save(&mut pack, &calibration, &mut dev_cache, out)?;
+    spinner.finish_and_clear();
+    Ok(EXIT_OK)
+}
+
+/// What the last step of training needs: the model, the dev data, the risk and threads.
+struct Calibration<'a> {
+    model: &'a exitwise::engine::Model,
+    dev: &'a Dataset,
+    delta: f64,
+    threads: usize,
+}
+
+/// Calibrates `pack` on the dev data (fixed-sequence testing, every rule, the default budgets),
+/// saves it to `out` and prints its report.
+fn calibrate_and_save(
+    pack: &mut AdapterPack,
+    calibration: &Calibration<'_>,
+    dev_cache: &mut FeatureCache,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let dev_grids = labelled_grids(pack, calibration.model, dev_cache, calibration.dev)?;
     calibrate_pack(
-        &mut pack,
+        pack,
         &dev_grids,
-        &dev,
+        calibration.dev,
         &DEFAULT_BUDGETS,
         &CalibrationOptions {
             method: CalibrationMethod::FixedSequence,
             rules: RuleSet::All,
-            delta: args.delta.unwrap_or(DEFAULT_DELTA),
+            delta: calibration.delta,
             labelled: true,
-            threads,
+            threads: calibration.threads,
         },
     )?;
-    spinner.finish_and_clear();
     pack.save(out)
         .with_context(|| format!("cannot save the pack to `{}`", out.display()))?;
-    output::print(&render_report(&pack))?;
+    output::print(&render_report(pack))?;
     eprintln!("pack saved to `{}`", out.display());
-    Ok(EXIT_OK)
+    Ok(())
 }
 
 fn render_report(pack: &AdapterPack) -> String {
