@@ -358,7 +358,10 @@ fn the_default_pack_gets_clear_reviews_right_and_2d_reads_less_than_full() {
         assert_eq!(record["exit"]["layer"], 0, "{record}");
         assert_eq!(record["tokens_read"], 0, "{record}");
         assert_eq!(record["cost"]["token_layers"], 0, "{record}");
-        assert!(record["tokens_total"].as_u64().expect("tokens") > 0, "{record}");
+        assert!(
+            record["tokens_total"].as_u64().expect("tokens") > 0,
+            "{record}"
+        );
     }
     for (full, early) in full.iter().zip(&two_dimensional) {
         let full_cost = full["cost"]["token_layers"].as_u64().expect("cost");
