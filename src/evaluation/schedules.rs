@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::exit::calibration::{RuleSet, candidate_configs};
-use crate::exit::policy::layer_zero_exits;
+use crate::exit::policy::layer_zero_outcome;
 use crate::exit::{
     Cell, DocumentGrid, ExitModels, ExitState, Outcome, PolicyConfig, PolicyKind, argmax, simulate,
 };
@@ -30,21 +30,8 @@ pub fn simulate_staircase(config: &PolicyConfig, step: usize, grid: &DocumentGri
         .map(|&tokens| tokens as u64)
         .sum();
     // Layer 0 answers first, as in every walk, when the setting asks it.
-    if let (Some(threshold), Some(probabilities)) = (config.layer_zero_threshold, &grid.layer_zero)
-        && layer_zero_exits(threshold, probabilities)
-    {
-        return Outcome {
-            answer: Cell {
-                sentence: sentences - 1,
-                layer: 0,
-            },
-            exited: true,
-            layer_zero: true,
-            prediction: argmax(probabilities),
-            sentences_read: sentences,
-            token_layers: 0,
-            full_token_layers: total_tokens * layers as u64,
-        };
+    if let Some(outcome) = layer_zero_outcome(config, grid) {
+        return outcome;
     }
     // The staircase is the paper's walk with the classic rules; a learned model was trained on
     // other walks, so none is used here.

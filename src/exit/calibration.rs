@@ -1127,20 +1127,20 @@ mod tests {
             threshold: 0.9,
             ..PolicyConfig::full(6, 5)
         };
-        let sequence = |loss| ExitSequence {
-            policy: PolicyKind::Layer,
-            loss,
-            rules: RuleSet::Classic,
-            configs: vec![walk],
+        // The walk's sequence for `loss`, tested on `set` for `budgets` at δ = 0.1.
+        let calibrate = |set: &CalibrationSet<'_>, loss, budgets: &[Budget]| {
+            let sequence = ExitSequence {
+                policy: PolicyKind::Layer,
+                loss,
+                rules: RuleSet::Classic,
+                configs: vec![walk],
+            };
+            calibrate_fixed_sequence(&[sequence], set, 5, budgets, 0.1, loss, RuleSet::Classic)
         };
-        let points = calibrate_fixed_sequence(
-            &[sequence(LossKind::AccuracyLoss)],
+        let points = calibrate(
             &set,
-            5,
-            &[Budget::from_hundredths(100), Budget::ZERO],
-            0.1,
             LossKind::AccuracyLoss,
-            RuleSet::Classic,
+            &[Budget::from_hundredths(100), Budget::ZERO],
         );
         // One loss in 1000 is within a point: the whole path passes, to the walk behind the
         // last threshold. Layer 0 answers everything: no model cost.
@@ -1177,14 +1177,10 @@ mod tests {
             documents: &unlabelled,
             ..set
         };
-        let points = calibrate_fixed_sequence(
-            &[sequence(LossKind::Disagreement)],
+        let points = calibrate(
             &unlabelled_set,
-            5,
-            &[Budget::from_hundredths(100)],
-            0.1,
             LossKind::Disagreement,
-            RuleSet::Classic,
+            &[Budget::from_hundredths(100)],
         );
         assert_eq!(points[1].config.layer_zero_threshold, Some(0.6));
         assert_eq!(points[1].dev_loss, Some(0.001));
@@ -1202,14 +1198,10 @@ mod tests {
             documents: &plain,
             ..set
         };
-        let points = calibrate_fixed_sequence(
-            &[sequence(LossKind::AccuracyLoss)],
+        let points = calibrate(
             &plain_set,
-            5,
-            &[Budget::from_hundredths(100)],
-            0.1,
             LossKind::AccuracyLoss,
-            RuleSet::Classic,
+            &[Budget::from_hundredths(100)],
         );
         assert_eq!(points[1].config, walk);
         assert_eq!(

@@ -141,6 +141,33 @@ pub fn layer_zero_exits(threshold: f32, probabilities: &[f32]) -> bool {
     top_two(probabilities).0 >= threshold
 }
 
+/// The outcome when `config` asks layer 0 and the grid's layer-0 head is confident enough: the
+/// whole document read by the head, no model layer computed; `None` when the walk goes on.
+pub fn layer_zero_outcome(config: &PolicyConfig, grid: &DocumentGrid) -> Option<Outcome> {
+    let threshold = config.layer_zero_threshold?;
+    let probabilities = grid.layer_zero.as_ref()?;
+    if !layer_zero_exits(threshold, probabilities) {
+        return None;
+    }
+    let total_tokens: u64 = grid
+        .sentence_tokens
+        .iter()
+        .map(|&tokens| tokens as u64)
+        .sum();
+    Some(Outcome {
+        answer: Cell {
+            sentence: grid.sentences().saturating_sub(1),
+            layer: 0,
+        },
+        exited: true,
+        layer_zero: true,
+        prediction: argmax(probabilities),
+        sentences_read: grid.sentences(),
+        token_layers: 0,
+        full_token_layers: total_tokens * grid.layers() as u64,
+    })
+}
+
 impl DocumentGrid {
     /// Sentences of the document.
     pub fn sentences(&self) -> usize {
@@ -466,22 +493,8 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
         .map(|&tokens| tokens as u64)
         .sum();
     let full_token_layers = total_tokens * layers as u64;
-    if let (Some(threshold), Some(probabilities)) =
-        (policy.config().layer_zero_threshold, &grid.layer_zero)
-        && layer_zero_exits(threshold, probabilities)
-    {
-        return Outcome {
-            answer: Cell {
-                sentence: last_sentence,
-                layer: 0,
-            },
-            exited: true,
-            layer_zero: true,
-            prediction: argmax(probabilities),
-            sentences_read: sentences,
-            token_layers: 0,
-            full_token_layers,
-        };
+    if let Some(outcome) = layer_zero_outcome(policy.config(), grid) {
+        return outcome;
     }
     let finish = |answer: Cell, exited: bool, token_layers: u64| Outcome {
         answer,

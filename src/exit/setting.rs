@@ -273,15 +273,6 @@ impl Budget {
         })
     }
 
-    /// `fraction` (from 0 to 1) of this budget, rounded down to a hundredth of a point.
-    pub fn share(self, fraction: f64) -> Budget {
-        // In 0..=hundredths for a fraction in 0..=1.
-        let hundredths = (f64::from(self.hundredths) * fraction.clamp(0.0, 1.0)).floor();
-        Budget {
-            hundredths: hundredths as u32,
-        }
-    }
-
     /// The budget in points.
     pub fn points(self) -> f64 {
         f64::from(self.hundredths) / 100.0

@@ -344,8 +344,8 @@ pub fn out_of_fold_grids(
             grid: DocumentGrid {
                 probabilities,
                 sentence_tokens: tokens.sentence_tokens.clone(),
-                // The exit sequences are drawn without layer 0: calibration adds it with a
-                // share of the budget of its own.
+                // The exit sequences are drawn without layer 0: calibration tests them with
+                // layer 0 along a fixed path (`exit::calibration::layer_zero_path`).
                 layer_zero: None,
             },
             class: rows.first().map(|&row| set.labels[row]),

@@ -256,10 +256,17 @@ impl PackManifest {
                     .map(|point| &point.config),
             );
         for config in configs {
-            if config.layer_zero_threshold.is_some() && self.layer_zero.is_none() {
-                return Err(format!(
-                    "the setting {config:?} asks layer 0, but the pack has no layer-0 head"
-                ));
+            if let Some(threshold) = config.layer_zero_threshold {
+                if self.layer_zero.is_none() {
+                    return Err(format!(
+                        "the setting {config:?} asks layer 0, but the pack has no layer-0 head"
+                    ));
+                }
+                if !threshold.is_finite() {
+                    return Err(format!(
+                        "the setting {config:?} has a non-finite layer-0 threshold"
+                    ));
+                }
             }
             if config.rule.learned_target().is_some() && models.for_config(config).is_none() {
                 return Err(format!(
