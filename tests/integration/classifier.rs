@@ -37,6 +37,29 @@ fn grid_of(
     document_grid(pack, &features, &DocumentTokens::of(document))
 }
 
+/// `config` simulated on `grid` and run online on `document` (a fresh session per run).
+fn both_ways(
+    model: &exitwise::engine::Model,
+    pack: &AdapterPack,
+    grid: &DocumentGrid,
+    document: &PreparedDocument,
+    config: PolicyConfig,
+) -> (
+    exitwise::exit::Outcome,
+    exitwise::classifier::Classification,
+) {
+    let simulated = simulate(
+        config.policy(model.layers(), pack.exit_models()).as_ref(),
+        grid,
+    );
+    let mut classifier = Classifier::new(
+        Session::new(model, &options()).expect("session"),
+        pack,
+        config,
+    );
+    (simulated, classifier.classify(document).expect("classify"))
+}
+
 #[test]
 fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
     let (Some(model), Some((_, pack))) = (shared_model(TestModel::Gemma), tiny_pack()) else {
@@ -138,13 +161,7 @@ fn online_classification_exits_where_the_simulation_does_and_costs_the_same() {
                 min_pass_tokens,
                 layer_zero_threshold: None,
             };
-            let simulated = simulate(config.policy(layers, pack.exit_models()).as_ref(), &grid);
-            let mut classifier = Classifier::new(
-                Session::new(model, &options()).expect("session"),
-                pack,
-                config,
-            );
-            let online = classifier.classify(&document).expect("classify");
+            let (simulated, online) = both_ways(model, pack, &grid, &document, config);
             let context = format!(
                 "{kind:?} {rule:?} {threshold} cap {depth_cap} passes {min_pass_tokens} on {text:?}"
             );
@@ -206,13 +223,7 @@ fn a_layer_zero_answer_online_is_the_simulated_one_and_costs_no_layer() {
                 min_pass_tokens: 0,
                 layer_zero_threshold: Some(threshold),
             };
-            let simulated = simulate(config.policy(layers, pack.exit_models()).as_ref(), &grid);
-            let mut classifier = Classifier::new(
-                Session::new(model, &options()).expect("session"),
-                pack,
-                config,
-            );
-            let online = classifier.classify(&document).expect("classify");
+            let (simulated, online) = both_ways(model, pack, &grid, &document, config);
             let context = format!("layer 0 at {threshold} on {text:?}");
             assert_eq!(online.exit.layer_zero, simulated.layer_zero, "{context}");
             assert_eq!(online.class, simulated.prediction, "{context}");
