@@ -773,6 +773,18 @@ mod tests {
             .collect()
     }
 
+    /// The same documents with their labels taken away.
+    fn without_labels(documents: &[GridDocument]) -> Vec<GridDocument> {
+        documents
+            .iter()
+            .cloned()
+            .map(|document| GridDocument {
+                class: None,
+                ..document
+            })
+            .collect()
+    }
+
     fn set<'a>(documents: &'a [GridDocument], full_answers: &'a [usize]) -> CalibrationSet<'a> {
         CalibrationSet {
             documents,
@@ -811,14 +823,7 @@ mod tests {
         assert_eq!(measurement.losses, 4);
         assert!((measurement.cost - 1.0 / 6.0).abs() < 1e-12);
         // Without labels, disagreement with full counts the same documents.
-        let unlabelled: Vec<GridDocument> = documents
-            .iter()
-            .cloned()
-            .map(|document| GridDocument {
-                class: None,
-                ..document
-            })
-            .collect();
+        let unlabelled = without_labels(&documents);
         let unlabelled_set = CalibrationSet {
             documents: &unlabelled,
             ..set
@@ -1165,14 +1170,7 @@ mod tests {
         assert_eq!(zero.config.layer_zero_threshold, None);
 
         // Recalibration without labels (disagreement with full) keeps layer 0 as well.
-        let unlabelled: Vec<GridDocument> = documents
-            .iter()
-            .cloned()
-            .map(|document| GridDocument {
-                class: None,
-                ..document
-            })
-            .collect();
+        let unlabelled = without_labels(&documents);
         let unlabelled_set = CalibrationSet {
             documents: &unlabelled,
             ..set

@@ -91,14 +91,19 @@ pub fn bucket_counts(tokens: &[u32], buckets: usize) -> Vec<(u32, u32)> {
 /// Inverse document frequencies of every bucket over documents given by their
 /// [`bucket_counts`]: `ln((1 + n) / (1 + df)) + 1` (scikit-learn's smoothed IDF), so that a
 /// bucket no training document had weighs most and none weighs zero.
-pub fn inverse_document_frequencies(documents: &[Vec<(u32, u32)>], buckets: usize) -> Vec<f32> {
+pub fn inverse_document_frequencies<'a>(
+    documents: impl IntoIterator<Item = &'a [(u32, u32)]>,
+    buckets: usize,
+) -> Vec<f32> {
     let mut frequencies = vec![0u32; buckets];
+    let mut count = 0usize;
     for counts in documents {
+        count += 1;
         for &(bucket, _) in counts {
             frequencies[bucket as usize] += 1;
         }
     }
-    let documents = documents.len() as f64;
+    let documents = count as f64;
     frequencies
         .into_iter()
         .map(|frequency| (((1.0 + documents) / (1.0 + f64::from(frequency))).ln() + 1.0) as f32)
@@ -171,7 +176,7 @@ mod tests {
         // Two documents; a bucket in one of them: ln(3 / 2) + 1; in none: ln 3 + 1.
         let first = vec![(1, 1), (4, 2)];
         let second = vec![(4, 1)];
-        let idf = inverse_document_frequencies(&[first.clone(), second], 8);
+        let idf = inverse_document_frequencies([first.as_slice(), second.as_slice()], 8);
         assert!((idf[1] - (1.5f32.ln() + 1.0)).abs() < 1e-6);
         assert!((idf[4] - 1.0).abs() < 1e-6);
         assert!((idf[0] - (3f32.ln() + 1.0)).abs() < 1e-6);

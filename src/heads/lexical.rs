@@ -274,9 +274,10 @@ pub fn train_lexical_head(
         .map(|fold| {
             let (held, fitting): (Vec<usize>, Vec<usize>) =
                 (0..documents.len()).partition(|&row| folds[row] == fold);
-            let fitting_counts: Vec<Vec<(u32, u32)>> =
-                fitting.iter().map(|&row| counts[row].clone()).collect();
-            let idf = inverse_document_frequencies(&fitting_counts, buckets);
+            let idf = inverse_document_frequencies(
+                fitting.iter().map(|&row| counts[row].as_slice()),
+                buckets,
+            );
             FoldSides {
                 fitting_rows: fitting
                     .iter()
@@ -317,7 +318,7 @@ pub fn train_lexical_head(
     }
     let (cross_fitted_accuracy, l2, logits) = best.expect("the penalty grid is not empty");
     let temperature = fit_temperature(logits.view(), &labels);
-    let idf = inverse_document_frequencies(&counts, buckets);
+    let idf = inverse_document_frequencies(counts.iter().map(Vec::as_slice), buckets);
     let rows: Vec<SparseVector> = counts.iter().map(|counts| tf_idf(counts, &idf)).collect();
     let parameters = fit(&rows, &labels, classes, buckets, l2, None);
     let head = head_from(&parameters, idf, classes, temperature);
