@@ -226,6 +226,7 @@ impl CpuSample {
 #[derive(Debug, Clone)]
 pub struct ThreadGovernor {
     most: usize,
+    sessions: usize,
     last: Option<(std::time::Instant, CpuSample)>,
     current: usize,
 }
@@ -234,11 +235,14 @@ impl ThreadGovernor {
     /// Samples at most this often: `/proc/stat` counts in 10 ms ticks.
     pub const INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-    /// A governor for at most `most` threads, starting with all of them.
-    pub fn new(most: usize) -> Self {
+    /// A governor for at most `most` threads, starting with all of them, for one of `sessions`
+    /// sessions of this process that share what other processes leave free (each takes an
+    /// equal share: the others of this process count as this process, not as other processes).
+    pub fn new(most: usize, sessions: usize) -> Self {
         let most = most.max(1);
         ThreadGovernor {
             most,
+            sessions: sessions.max(1),
             last: CpuSample::now().map(|sample| (std::time::Instant::now(), sample)),
             current: most,
         }
@@ -258,7 +262,7 @@ impl ThreadGovernor {
         if let Some(sample) = CpuSample::now() {
             if let Some((_, earlier)) = &self.last {
                 let others_busy = sample.others_busy_since(earlier);
-                self.current = threads_for(self.most, sample.cpus, others_busy);
+                self.current = threads_for(self.most, sample.cpus, others_busy, self.sessions);
                 tracing::debug!(
                     "other processes kept {others_busy:.2} of {} CPUs busy: {} thread(s)",
                     sample.cpus,
@@ -271,12 +275,61 @@ impl ThreadGovernor {
     }
 }
 
-/// Threads to run when other processes keep `others_busy` of the system's `cpus` CPUs busy,
-/// between 1 and `most`.
-pub fn threads_for(most: usize, cpus: usize, others_busy: f64) -> usize {
-    let free = (cpus as f64 - others_busy).max(0.0);
+/// Threads one of `sessions` sessions runs when other processes keep `others_busy` of the
+/// system's `cpus` CPUs busy: its equal share of the free CPUs, between 1 and `most`.
+pub fn threads_for(most: usize, cpus: usize, others_busy: f64, sessions: usize) -> usize {
+    let free = (cpus as f64 - others_busy).max(0.0) / sessions.max(1) as f64;
     // A CPU counts as free when at least three quarters of it is.
     ((free + 0.25).floor() as usize).clamp(1, most.max(1))
+}
+
+/// How a process spreads its CPUs over documents: `sessions` llama.cpp sessions over one
+/// loaded model, each classifying its own document with `threads_per_session` threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPlan {
+    /// Sessions, each with its own context (KV cache) and thread pool.
+    pub sessions: usize,
+    /// Threads of each session; `None`: chosen by each session's [`ThreadGovernor`] (its
+    /// share of the CPUs other processes leave free, at most its share of `cpus`).
+    pub threads_per_session: Option<usize>,
+}
+
+impl SessionPlan {
+    /// The plan for `documents` documents (`None`: unknown, a stream) on `cpus` usable CPUs,
+    /// given what the user asked: `sessions` (`--jobs`) and `threads` (`--threads`, the
+    /// process's threads over all its sessions).
+    ///
+    /// By default one session per CPU with one thread each: a sentence pass of a few dozen
+    /// tokens keeps one thread busy, while several threads on it mostly wait at each layer's
+    /// barrier, so parallel documents give more documents per second than parallel threads
+    /// (docs/results.md, "Scaling"). Never more sessions than documents: one document gets
+    /// every thread, as fast as it can be answered. With `--threads` alone, that many
+    /// sessions of one thread; with both, the threads are split evenly (at least one each).
+    pub fn choose(
+        sessions: Option<usize>,
+        threads: Option<usize>,
+        cpus: usize,
+        documents: Option<usize>,
+    ) -> SessionPlan {
+        let cpus = cpus.max(1);
+        let budget = threads.filter(|&threads| threads > 0);
+        let sessions = sessions
+            .filter(|&sessions| sessions > 0)
+            .unwrap_or_else(|| {
+                let wanted = budget.unwrap_or(cpus);
+                documents.map_or(wanted, |documents| wanted.min(documents.max(1)))
+            });
+        SessionPlan {
+            sessions,
+            threads_per_session: budget.map(|threads| (threads / sessions).max(1)),
+        }
+    }
+
+    /// The most threads one session may run: its fixed count, else its share of `cpus`.
+    pub fn most_threads(&self, cpus: usize) -> usize {
+        self.threads_per_session
+            .unwrap_or_else(|| (cpus / self.sessions.max(1)).max(1))
+    }
 }
 
 #[cfg(test)]
@@ -388,12 +441,50 @@ mod tests {
 
     #[test]
     fn threads_follow_what_others_leave_free() {
-        assert_eq!(threads_for(2, 2, 0.0), 2);
-        assert_eq!(threads_for(2, 2, 0.2), 2);
-        assert_eq!(threads_for(2, 2, 1.0), 1);
-        assert_eq!(threads_for(2, 2, 2.0), 1, "never fewer than one");
-        assert_eq!(threads_for(8, 16, 3.0), 8, "never more than allowed");
-        assert_eq!(threads_for(4, 4, 1.6), 2);
+        assert_eq!(threads_for(2, 2, 0.0, 1), 2);
+        assert_eq!(threads_for(2, 2, 0.2, 1), 2);
+        assert_eq!(threads_for(2, 2, 1.0, 1), 1);
+        assert_eq!(threads_for(2, 2, 2.0, 1), 1, "never fewer than one");
+        assert_eq!(threads_for(8, 16, 3.0, 1), 8, "never more than allowed");
+        assert_eq!(threads_for(4, 4, 1.6, 1), 2);
+        // Sessions of one process share what the others leave.
+        assert_eq!(threads_for(8, 16, 0.0, 2), 8);
+        assert_eq!(threads_for(8, 16, 8.0, 2), 4);
+        assert_eq!(threads_for(4, 16, 2.0, 4), 3);
+        assert_eq!(threads_for(1, 2, 1.5, 2), 1, "never fewer than one");
+    }
+
+    #[test]
+    fn plans_give_documents_sessions_before_threads() {
+        let plan = |sessions, threads, cpus, documents| {
+            let plan = SessionPlan::choose(sessions, threads, cpus, documents);
+            (
+                plan.sessions,
+                plan.threads_per_session,
+                plan.most_threads(cpus),
+            )
+        };
+        // Default: one single-threaded session per CPU, fewer for fewer documents.
+        assert_eq!(plan(None, None, 2, None), (2, None, 1));
+        assert_eq!(plan(None, None, 16, Some(500)), (16, None, 1));
+        assert_eq!(plan(None, None, 16, Some(1)), (1, None, 16));
+        assert_eq!(plan(None, None, 16, Some(4)), (4, None, 4));
+        // --threads alone: that many sessions of one thread.
+        assert_eq!(plan(None, Some(4), 16, None), (4, Some(1), 1));
+        assert_eq!(plan(None, Some(8), 16, Some(1)), (1, Some(8), 8));
+        // --jobs alone: the CPUs split between them.
+        assert_eq!(plan(Some(1), None, 2, None), (1, None, 2));
+        assert_eq!(plan(Some(4), None, 16, None), (4, None, 4));
+        assert_eq!(plan(Some(4), None, 2, None), (4, None, 1));
+        // Both: the threads split evenly, at least one each.
+        assert_eq!(plan(Some(1), Some(2), 2, None), (1, Some(2), 2));
+        assert_eq!(plan(Some(2), Some(2), 2, None), (2, Some(1), 1));
+        assert_eq!(plan(Some(3), Some(2), 2, None), (3, Some(1), 1));
+        assert_eq!(
+            plan(Some(0), Some(0), 2, None),
+            (2, None, 1),
+            "zero means unset"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod session;
 mod tap;
 
 pub use backend::{BackendReport, GpuPlugin};
-pub use cpus::usable_cpus;
+pub use cpus::{SessionPlan, usable_cpus};
 pub use model::{Model, ModelFacts, ModelOptions, Token};
 pub use quantize::{QuantizationType, QuantizeOptions, quantize};
 pub use session::{FeedOutcome, Session, SessionOptions};

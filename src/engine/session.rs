@@ -16,12 +16,15 @@ pub struct SessionOptions {
     /// largest batch for it up to [`MOST_BATCH_TOKENS`].
     pub context_tokens: usize,
     /// CPU threads for decoding; `None`: as many as other processes leave free, between one
-    /// and the CPUs this process may use, chosen again at every [`Session::reset`] (see
+    /// and this session's share of the CPUs this process may use, chosen again at every [`Session::reset`] (see
     /// [`super::cpus::ThreadGovernor`]).
     pub threads: Option<usize>,
     /// ggml's polling level: how long idle pool threads spin for new work before they sleep
     /// (0: sleep at once, 100: spin long); `None`: `$EXITWISE_POLL`, else [`DEFAULT_POLL`].
     pub poll: Option<u32>,
+    /// Sessions of this process that share its CPUs, this one included (see
+    /// [`super::cpus::SessionPlan`]); with `threads: None` this session takes an equal share.
+    pub sessions_in_process: usize,
     /// Register the layer tap. Without it the session decodes like plain llama.cpp and only
     /// [`Session::feed_untapped`] is available; the benchmark uses it as the baseline.
     pub tap: bool,
@@ -48,6 +51,7 @@ impl Default for SessionOptions {
             context_tokens: 2048,
             threads: None,
             poll: None,
+            sessions_in_process: 1,
             tap: true,
         }
     }
@@ -193,7 +197,14 @@ impl<'model> Session<'model> {
         let batch_capacity = capacity.min(MOST_BATCH_TOKENS);
         let batch_capacity_c = i32::try_from(batch_capacity).unwrap_or(i32::MAX);
         let fixed_threads = options.threads.filter(|&threads| threads > 0);
-        let threads = fixed_threads.unwrap_or_else(super::cpus::usable_cpus);
+        let sessions_in_process = options.sessions_in_process.max(1);
+        let threads = fixed_threads.unwrap_or_else(|| {
+            super::cpus::SessionPlan {
+                sessions: sessions_in_process,
+                threads_per_session: None,
+            }
+            .most_threads(super::cpus::usable_cpus())
+        });
         let threads_c = i32::try_from(threads).unwrap_or(i32::MAX);
 
         let tap = options
@@ -262,7 +273,7 @@ impl<'model> Session<'model> {
             retired_thread_pools: Vec::new(),
             governor: fixed_threads
                 .is_none()
-                .then(|| super::cpus::ThreadGovernor::new(threads)),
+                .then(|| super::cpus::ThreadGovernor::new(threads, sessions_in_process)),
             tap,
             batch,
             model,

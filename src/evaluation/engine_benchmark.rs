@@ -225,6 +225,7 @@ pub(crate) fn tapped_session_options(tokens: usize, threads: Option<usize>) -> S
         context_tokens: tokens,
         threads,
         poll: None,
+        sessions_in_process: 1,
         tap: true,
     }
 }

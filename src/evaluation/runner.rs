@@ -195,6 +195,7 @@ pub fn warmed_classifier<'model, 'pack>(
             context_tokens: token_limit,
             threads,
             poll: None,
+            sessions_in_process: 1,
             tap: true,
         },
     )

@@ -136,6 +136,7 @@ impl FeatureSource<'_> {
                 context_tokens: self.token_limit,
                 threads: self.threads,
                 poll: None,
+                sessions_in_process: 1,
                 tap: true,
             },
         )

@@ -21,6 +21,7 @@ fn options() -> SessionOptions {
         context_tokens: 512,
         threads: Some(1),
         poll: None,
+        sessions_in_process: 1,
         tap: true,
     }
 }

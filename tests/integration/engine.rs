@@ -28,6 +28,7 @@ fn session(model: &Model, context_tokens: usize) -> Session<'_> {
             context_tokens,
             threads: Some(1),
             poll: None,
+            sessions_in_process: 1,
             tap: true,
         },
     )
@@ -337,6 +338,7 @@ fn an_untapped_session_decodes_but_refuses_to_tap() {
         context_tokens: 256,
         threads: Some(1),
         poll: None,
+        sessions_in_process: 1,
         tap: false,
     };
     let mut plain = Session::new(model, &options).expect("plain session");

@@ -49,6 +49,7 @@ fn classify_with_best_layer(model: &Model, pack: &AdapterPack, text: &str) -> Ve
             context_tokens: 512,
             threads: Some(1),
             poll: None,
+            sessions_in_process: 1,
             tap: true,
         },
     )
