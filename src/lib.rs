@@ -16,7 +16,7 @@
 //! | [`heads`] | one calibrated logistic-regression head per layer, and how they are trained |
 //! | [`exit`] | the exit settings, the four policies and their rules, walked over probability grids, and the calibration search |
 //! | [`pack`] | the adapter pack: heads + manifest + calibrated operating points, its file format, assembly and calibration |
-//! | [`classifier`] | the online walk through the engine under a policy, and the result record users see |
+//! | [`classifier`] | the online walk through the engine under a policy, the result record users see, several documents at once on sessions over one model, and batch jobs that resume and shard |
 //! | [`evaluation`] | `eval`'s measuring, statistics, oracle, schedule comparison, engine benchmark and reports |
 //! | [`server`] | the HTTP service: request types, the model thread behind a bounded queue, metrics, systemd |
 //!

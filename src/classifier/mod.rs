@@ -3,8 +3,12 @@
 //!
 //! It walks documents through the same [`ExitPolicy`] as [`crate::exit::simulate`] does on
 //! cached features, in the same order and with the same [`ExitState`], so calibration on dev
-//! data predicts what it does. [`record`] turns a classification into the record users see.
+//! data predicts what it does. [`record`] turns a classification into the record users see;
+//! [`parallel`] classifies several documents at once, each on its own session over one model;
+//! [`batch`] keeps the output of long jobs resumable and splits inputs into shards.
 
+pub mod batch;
+pub mod parallel;
 pub mod record;
 
 use crate::engine::{EngineError, Flow, LayerHidden, LayerObserver, Session};
