@@ -14,11 +14,14 @@ use exitwise::pack::PackManifest;
 /// Options every subcommand understands.
 #[derive(Debug, clap::Args)]
 pub struct GlobalOptions {
-    /// CPU threads for llama.cpp [default: the CPUs this process may use]
+    /// CPU threads for llama.cpp, over all of the process's sessions [default: the CPUs this
+    /// process may use]
     ///
     /// The default counts the CPUs of the affinity mask (`taskset`, systemd's
     /// `CPUAffinity=`), capped by the control group's CPU quota (`CPUQuota=`, a container's
-    /// `--cpus`): more threads than CPUs only wait for each other.
+    /// `--cpus`), fewer while other processes keep them busy: more threads than CPUs only wait
+    /// for each other. `classify --jobs` and `serve --workers` split them among their
+    /// sessions; `classify` with --threads and no --jobs runs that many one-thread sessions.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
 

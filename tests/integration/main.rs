@@ -4,6 +4,7 @@
 //! model is absent they print why and skip, unless `EXITWISE_REQUIRE_MODELS=1` (set by
 //! `make test` and CI), where a missing model fails the test instead of hiding it.
 
+mod batch;
 mod classifier;
 mod classify;
 mod cli;

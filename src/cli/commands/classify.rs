@@ -6,16 +6,17 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
+use exitwise::classifier::batch::{RecordFile, Resumed, Shard};
+use exitwise::classifier::parallel::{PoolOptions, Submitter, classify_in_parallel};
 use exitwise::classifier::{Classification, Classifier, ResultRecord};
 use exitwise::dataset::FieldNames;
-use exitwise::engine::{Session, SessionOptions};
+use exitwise::engine::{SessionOptions, SessionPlan, usable_cpus};
 use exitwise::exit::Budget;
 use exitwise::formats::{Format as ReadFormat, TextEncoding};
 use exitwise::pack::AdapterPack;
-use exitwise::text::input::{ReadMode, expand_inputs, read_source};
+use exitwise::text::input::{InputDocument, ReadMode, Source, expand_inputs, read_source};
 use exitwise::text::{DocumentError, prepare_document};
 
 use crate::cli::options::{InputFormat, PolicyArgument, parse_encoding, read_options};
@@ -122,6 +123,45 @@ pub struct ClassifyArgs {
     #[arg(long, value_name = "N")]
     token_limit: Option<usize>,
 
+    /// Documents classified at once, each by its own session over the one loaded model
+    /// [default: one per CPU this process may use, at most one per document]
+    ///
+    /// Each session has its own KV cache and threads; --threads is split among them (without
+    /// it, each takes its share of what other processes leave free). One document at a time
+    /// with every thread answers a single document soonest; several at a time give more
+    /// documents per second (docs/results.md, "Scaling"). Records keep the input order unless
+    /// --unordered.
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
+
+    /// Write each record as soon as its document is done, not in input order
+    #[arg(long)]
+    unordered: bool,
+
+    /// Write the records to FILE (JSON Lines unless --format says otherwise), one line per
+    /// document as soon as it is done; a FILE that already holds records is refused unless
+    /// --resume
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Continue the --output FILE of an earlier run: documents whose id is already in it are
+    /// skipped (error records included), and a last line cut short by a kill is removed first
+    ///
+    /// A killed or requeued job rerun with the same arguments and --resume ends with every
+    /// document's record exactly once. Ids must be unique in the inputs, as they are for
+    /// files (their paths as given), lines (`FILE:N`) and JSON Lines with unique --id-field.
+    #[arg(long, requires = "output")]
+    resume: bool,
+
+    /// Classify only shard K of N (K from 0): the documents whose id hashes to K
+    ///
+    /// The hash is the first 8 bytes of the id's SHA-256 modulo N, stable across runs and
+    /// machines: N processes given 0/N … N-1/N over the same inputs (with the same paths)
+    /// classify every document exactly once, and `cat` merges their outputs. For Slurm job
+    /// arrays and Kubernetes Indexed Jobs (deploy/).
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+
     /// Refuse a pack trained on another model file (by default only another architecture or
     /// width is refused, another quantization is a warning)
     #[arg(long)]
@@ -142,13 +182,36 @@ struct ReadAs<'a> {
     encoding: Option<&'a str>,
 }
 
+/// Where records go.
+enum Sink {
+    /// Standard output, flushed after each record.
+    Stdout,
+    /// `--output FILE`, one write per record.
+    File(RecordFile),
+}
+
+impl Sink {
+    fn write(&mut self, text: &str) -> anyhow::Result<()> {
+        match self {
+            Sink::Stdout => output::print(text)?,
+            Sink::File(file) => file.write_line(text)?,
+        }
+        Ok(())
+    }
+}
+
 /// Writes records in the chosen format, flushing each one.
 struct Printer {
     format: Format,
     header_written: bool,
+    sink: Sink,
 }
 
 impl Printer {
+    fn print(&mut self, text: &str) -> anyhow::Result<()> {
+        self.sink.write(text)
+    }
+
     fn header(&mut self) -> anyhow::Result<()> {
         if self.header_written {
             return Ok(());
@@ -156,11 +219,11 @@ impl Printer {
         self.header_written = true;
         match self.format {
             Format::Jsonl => {}
-            Format::Text => output::print(&format!(
+            Format::Text => self.print(&format!(
                 "{:<32} {:<6} {:<12} {:>6} {:>9} {:>7} {:>6} {:>8}\n",
                 "DOCUMENT", "FORMAT", "LABEL", "CONF", "SENTENCE", "LAYER", "COST", "MS"
             ))?,
-            Format::Tsv => output::print(
+            Format::Tsv => self.print(
                 "id\tlabel\tconfidence\tsentence\tsentences\tlayer\tlayers\ttokens_read\ttokens_total\ttruncated\ttoken_layers\tfull_token_layers\tms\terror\tformat\n",
             )?,
         }
@@ -216,8 +279,7 @@ impl Printer {
                 read_as.format.name()
             ),
         };
-        output::print(&line)?;
-        Ok(())
+        self.print(&line)
     }
 
     fn error(&mut self, id: &str, format: Option<ReadFormat>, reason: &str) -> anyhow::Result<()> {
@@ -239,8 +301,7 @@ impl Printer {
                 format.unwrap_or("")
             ),
         };
-        output::print(&line)?;
-        Ok(())
+        self.print(&line)
     }
 }
 
@@ -269,25 +330,41 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     }
     let token_limit = args.token_limit.unwrap_or(pack.manifest.token_limit);
     check_token_limit(&model, token_limit)?;
-    let session = Session::new(
-        &model,
-        &SessionOptions {
-            context_tokens: token_limit,
-            threads: global.threads(),
-            poll: None,
-            tap: true,
-        },
-    )
-    .context("cannot create a session")?;
-    let mut classifier = Classifier::new(session, &pack, config);
-    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Text
-    } else {
-        Format::Jsonl
-    });
+    let format = match (args.format, &args.output) {
+        (Some(format), _) => format,
+        (None, Some(_)) => Format::Jsonl,
+        (None, None) if std::io::stdout().is_terminal() => Format::Text,
+        (None, None) => Format::Jsonl,
+    };
+    if args.resume && format != Format::Jsonl {
+        anyhow::bail!("--resume reads the ids back from JSON Lines records: use --format jsonl");
+    }
+    let (sink, resumed) = match &args.output {
+        Some(path) => {
+            let (file, resumed) = RecordFile::open(path, args.resume)?;
+            if args.resume {
+                eprintln!(
+                    "resuming `{}`: {} records kept{}",
+                    path.display(),
+                    resumed.ids.len(),
+                    if resumed.cut_bytes > 0 {
+                        format!(
+                            ", a partial last line of {} bytes removed",
+                            resumed.cut_bytes
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            (Sink::File(file), resumed)
+        }
+        None => (Sink::Stdout, Resumed::default()),
+    };
     let mut printer = Printer {
         format,
         header_written: false,
+        sink,
     };
     let mode = if args.jsonl {
         ReadMode::JsonLines
@@ -308,13 +385,37 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         args.inputs.clone()
     };
     let sources = expand_inputs(&inputs, args.recursive);
+    // A known number of documents caps the sessions: one file gets every thread.
+    let documents_known = (mode == ReadMode::Whole
+        && sources
+            .iter()
+            .all(|source| !matches!(source, Source::Stdin)))
+    .then_some(sources.len());
+    let plan = SessionPlan::choose(args.jobs, global.threads(), usable_cpus(), documents_known);
+    tracing::info!(
+        "{} session(s) of {} thread(s)",
+        plan.sessions,
+        plan.threads_per_session
+            .map_or_else(|| "governed".to_string(), |threads| threads.to_string())
+    );
+    let pool = PoolOptions {
+        plan,
+        session: SessionOptions {
+            context_tokens: token_limit,
+            threads: None,
+            poll: None,
+            sessions_in_process: plan.sessions,
+            tap: true,
+        },
+        ordered: !args.unordered,
+    };
     let bar = if sources.len() > 1 {
         output::documents_bar(sources.len() as u64, "classify")
     } else {
         indicatif::ProgressBar::hidden()
     };
     let started = Instant::now();
-    let (mut classified, mut failed) = (0usize, 0usize);
+    let (mut classified, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let (mut computed, mut full) = (0u64, 0u64);
     // Text is kept up to this many bytes, in every mode: far more than the token limit can
     // use, and a bound on memory for endless streams and endless lines.
@@ -323,45 +424,74 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         args.encoding,
         exitwise::text::byte_limit(token_limit),
     )?;
-    for source in &sources {
-        read_source(source, mode, &fields, &read_options, &mut |item| {
-            let document_started = Instant::now();
-            let outcome =
-                item.text
-                    .and_then(|text| match prepare_document(&model, &text, token_limit) {
-                        Ok(document) => classifier
-                            .classify(&document)
-                            .map_err(|error| error.to_string()),
-                        Err(DocumentError::Empty) => Err("the document is empty".to_string()),
-                        Err(error) => Err(error.to_string()),
-                    });
-            match outcome {
-                Ok(result) => {
-                    classified += 1;
-                    computed += result.token_layers;
-                    full += result.full_token_layers;
-                    let milliseconds =
-                        (item.reading + document_started.elapsed()).as_secs_f64() * 1e3;
-                    let read_as = ReadAs {
-                        format: item.format.unwrap_or(ReadFormat::Text),
-                        encoding: item.encoding,
-                    };
-                    printer.result(&pack, &item.id, &read_as, &result, milliseconds)
+    let produce = |submitter: &mut Submitter<InputDocument>| -> anyhow::Result<()> {
+        for source in &sources {
+            read_source(source, mode, &fields, &read_options, &mut |item| {
+                if args.shard.is_some_and(|shard| !shard.contains(&item.id)) {
+                    return Ok(());
                 }
-                Err(reason) => {
-                    failed += 1;
-                    bar.suspend(|| eprintln!("error: cannot classify `{}`: {reason}", item.id));
-                    printer.error(&item.id, item.format, &reason)
+                if resumed.ids.contains(&item.id) {
+                    skipped += 1;
+                    return Ok(());
                 }
+                submitter.submit(item)
+            })?;
+            bar.inc(1);
+        }
+        Ok(())
+    };
+    let work = |classifier: &mut Classifier<'_, '_>, item: InputDocument| {
+        let document_started = Instant::now();
+        let outcome =
+            item.text
+                .and_then(|text| match prepare_document(&model, &text, token_limit) {
+                    Ok(document) => classifier
+                        .classify(&document)
+                        .map_err(|error| error.to_string()),
+                    Err(DocumentError::Empty) => Err("the document is empty".to_string()),
+                    Err(error) => Err(error.to_string()),
+                });
+        Answered {
+            id: item.id,
+            format: item.format,
+            encoding: item.encoding,
+            outcome,
+            milliseconds: (item.reading + document_started.elapsed()).as_secs_f64() * 1e3,
+        }
+    };
+    let deliver = |answer: Answered| -> anyhow::Result<()> {
+        match answer.outcome {
+            Ok(result) => {
+                classified += 1;
+                computed += result.token_layers;
+                full += result.full_token_layers;
+                let read_as = ReadAs {
+                    format: answer.format.unwrap_or(ReadFormat::Text),
+                    encoding: answer.encoding,
+                };
+                printer.result(&pack, &answer.id, &read_as, &result, answer.milliseconds)
             }
-        })?;
-        bar.inc(1);
-    }
+            Err(reason) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("error: cannot classify `{}`: {reason}", answer.id));
+                printer.error(&answer.id, answer.format, &reason)
+            }
+        }
+    };
+    classify_in_parallel(&model, &pack, config, &pool, produce, work, deliver)?;
     bar.finish_and_clear();
+    if let Sink::File(file) = &printer.sink {
+        file.sync()?;
+    }
     let mut summary = format!(
-        "{classified} documents classified{} in {:.1} s",
+        "{classified} documents classified{}{} in {:.1} s",
         if failed > 0 {
             format!(", {failed} failed")
+        } else {
+            String::new()
+        },
+        if skipped > 0 {
+            format!(", {skipped} already in the output")
         } else {
             String::new()
         },
@@ -378,6 +508,15 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     }
     eprintln!("{summary}");
     Ok(if failed > 0 { EXIT_FAILURES } else { EXIT_OK })
+}
+
+/// A document's answer, carried from its session's thread to the output.
+struct Answered {
+    id: String,
+    format: Option<ReadFormat>,
+    encoding: Option<&'static str>,
+    outcome: Result<Classification, String>,
+    milliseconds: f64,
 }
 
 /// Says when `policy` at `budget` has no certified setting in the pack, so that `full`'s
