@@ -21,8 +21,10 @@ pub struct ServeConfig {
     pub policy: Option<String>,
     /// Default accuracy budget in points.
     pub budget: Option<Budget>,
-    /// llama.cpp threads.
+    /// llama.cpp threads (over all workers).
     pub threads: Option<usize>,
+    /// Sessions classifying at once.
+    pub workers: Option<usize>,
     /// Layers offloaded to the GPU.
     pub gpu_layers: Option<u32>,
     /// Requests that may wait for the model.

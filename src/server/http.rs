@@ -273,6 +273,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "model": state.worker.model_facts(),
         "placement": state.worker.placement(),
+        "workers": state.worker.workers(),
         "ready": state.worker.is_ready(),
         "pack": {
             "name": manifest.name,

@@ -1,6 +1,7 @@
-//! The model thread: owns the model, one session and the classifier, and takes jobs from a
-//! bounded queue. Requests never wait for room in the queue: a full queue is an immediate
-//! refusal, which the HTTP layer answers with 429.
+//! The model thread: owns the model, and runs one or more sessions (workers), each with its
+//! classifier on its own thread, that take jobs from one bounded queue. Requests never wait for
+//! room in the queue: a full queue is an immediate refusal, which the HTTP layer answers with
+//! 429.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,7 +73,9 @@ pub struct WorkerOptions {
     pub model_path: PathBuf,
     /// llama.cpp model options.
     pub model_options: ModelOptions,
-    /// CPU threads for decoding (`None`: all cores).
+    /// Sessions taking jobs at once, each with its own KV cache, over the one loaded model.
+    pub workers: usize,
+    /// CPU threads of each session (`None`: its share of what other processes leave free).
     pub threads: Option<usize>,
     /// Most tokens read per document.
     pub token_limit: usize,
@@ -87,6 +90,7 @@ pub struct Worker {
     ready: Arc<AtomicBool>,
     depth: Arc<AtomicUsize>,
     facts: Arc<OnceLock<(ModelFacts, String)>>,
+    workers: usize,
 }
 
 impl Worker {
@@ -99,6 +103,7 @@ impl Worker {
         on_ready: Box<dyn FnOnce(Result<ModelFacts, String>) + Send>,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = sync_channel::<Job>(options.queue_capacity.max(1));
+        let workers = options.workers.max(1);
         let ready = Arc::new(AtomicBool::new(false));
         let depth = Arc::new(AtomicUsize::new(0));
         let facts = Arc::new(OnceLock::new());
@@ -111,7 +116,7 @@ impl Worker {
             std::thread::Builder::new()
                 .name("exitwise-model".into())
                 .spawn(move || {
-                    run(options, &pack, &metrics, &receiver, &shared, on_ready);
+                    run(options, &pack, &metrics, receiver, &shared, on_ready);
                 })?
         };
         Ok(Worker {
@@ -120,7 +125,13 @@ impl Worker {
             ready,
             depth,
             facts,
+            workers,
         })
+    }
+
+    /// Sessions taking jobs at once.
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// The model's facts, once it is loaded.
@@ -194,7 +205,7 @@ fn run(
     options: WorkerOptions,
     pack: &AdapterPack,
     metrics: &Metrics,
-    receiver: &Receiver<Job>,
+    receiver: Receiver<Job>,
     shared: &Shared,
     on_ready: Box<dyn FnOnce(Result<ModelFacts, String>) + Send>,
 ) {
@@ -223,21 +234,6 @@ fn run(
             return;
         }
     }
-    let session = match Session::new(
-        &model,
-        &SessionOptions {
-            context_tokens: options.token_limit,
-            threads: options.threads,
-            poll: None,
-            tap: true,
-        },
-    ) {
-        Ok(session) => session,
-        Err(error) => {
-            on_ready(Err(format!("cannot create a session: {error}")));
-            return;
-        }
-    };
     let Some(first_config) = pack
         .manifest
         .calibration
@@ -248,15 +244,98 @@ fn run(
         on_ready(Err("the pack has no exit calibration".into()));
         return;
     };
-    let mut classifier = Classifier::new(session, pack, first_config);
-    let placement = model.placement();
-    tracing::info!("the model's layers run on: {placement}");
-    let _ = shared.facts.set((model.facts().clone(), placement));
-    shared.ready.store(true, Ordering::Release);
-    on_ready(Ok(model.facts().clone()));
+    let workers = options.workers.max(1);
+    let session_options = SessionOptions {
+        context_tokens: options.token_limit,
+        threads: options.threads,
+        poll: None,
+        sessions_in_process: workers,
+        tap: true,
+    };
+    // One receiver for every worker: each takes the next job when it is free.
+    let receiver = Mutex::new(receiver);
+    let (started, started_receiver) = std::sync::mpsc::channel::<Result<(), String>>();
+    let options = &options;
+    std::thread::scope(|scope| {
+        let mut failure = None;
+        let mut spawned_threads = 0;
+        for number in 1..=workers {
+            let started = started.clone();
+            let (model, session_options, receiver) = (&model, &session_options, &receiver);
+            let spawned = std::thread::Builder::new()
+                .name(format!("exitwise-session-{number}"))
+                .spawn_scoped(scope, move || {
+                    let session = match Session::new(model, session_options) {
+                        Ok(session) => session,
+                        Err(error) => {
+                            let _ = started.send(Err(format!(
+                                "cannot create session {number} of {workers} (fewer workers need less memory): {error}"
+                            )));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(()));
+                    drop(started);
+                    let classifier = Classifier::new(session, pack, first_config);
+                    take_jobs(classifier, model, options, pack, metrics, receiver, shared);
+                });
+            match spawned {
+                Ok(_) => spawned_threads += 1,
+                Err(error) => {
+                    failure = Some(format!("cannot start session thread {number}: {error}"));
+                    break;
+                }
+            }
+        }
+        drop(started);
+        for _ in 0..spawned_threads {
+            if failure.is_some() {
+                break;
+            }
+            match started_receiver.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    failure = Some(reason);
+                    break;
+                }
+                Err(_) => {
+                    failure = Some("a session thread stopped as it started".to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            // The queue is closed to the workers that did start: their `recv` fails once the
+            // handle drops the sender, which it does when the server ends on this error.
+            on_ready(Err(reason));
+            return;
+        }
+        let placement = model.placement();
+        tracing::info!("the model's layers run on: {placement}; {workers} worker(s)");
+        let _ = shared.facts.set((model.facts().clone(), placement));
+        shared.ready.store(true, Ordering::Release);
+        on_ready(Ok(model.facts().clone()));
+    });
+}
 
-    // Ends when every sender is gone and the queue is empty: queued jobs are all answered.
-    while let Ok(job) = receiver.recv() {
+/// A worker's loop: ends when every sender is gone and the queue is empty, so queued jobs are
+/// all answered.
+fn take_jobs(
+    mut classifier: Classifier<'_, '_>,
+    model: &Model,
+    options: &WorkerOptions,
+    pack: &AdapterPack,
+    metrics: &Metrics,
+    receiver: &Mutex<Receiver<Job>>,
+    shared: &Shared,
+) {
+    loop {
+        // One worker waits on the queue at a time; the others wait for the lock.
+        let next = receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv();
+        let Ok(job) = next else { break };
         shared.depth.fetch_sub(1, Ordering::AcqRel);
         if job.respond.is_closed() {
             metrics.record_abandoned();
@@ -272,7 +351,7 @@ fn run(
         } in &job.documents
         {
             let started = Instant::now();
-            let answer = match prepare_document(&model, text, options.token_limit) {
+            let answer = match prepare_document(model, text, options.token_limit) {
                 Ok(document) => classifier
                     .classify(&document)
                     .map_err(|error| format!("cannot classify `{id}`: {error}")),

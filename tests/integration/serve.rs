@@ -23,6 +23,16 @@ use crate::common::{TestModel, answering_layer, exitwise, model_path, text};
 
 /// A started server state (model loaded) with `queue` places and at most 3 texts a request.
 fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<AppState>> {
+    state_with_workers(queue, max_body_bytes, timeout, 1)
+}
+
+/// [`state`] with `workers` sessions taking jobs.
+fn state_with_workers(
+    queue: usize,
+    max_body_bytes: usize,
+    timeout: Duration,
+    workers: usize,
+) -> Option<Arc<AppState>> {
     let model = model_path(TestModel::Gemma)?;
     let pack = Arc::new(
         AdapterPack::embedded()
@@ -34,6 +44,7 @@ fn state(queue: usize, max_body_bytes: usize, timeout: Duration) -> Option<Arc<A
         WorkerOptions {
             model_path: model,
             model_options: exitwise::engine::ModelOptions::default(),
+            workers,
             threads: Some(1),
             token_limit: pack.manifest.token_limit,
             queue_capacity: queue,
@@ -101,6 +112,7 @@ fn keyed_state(metrics_need_key: bool) -> Arc<AppState> {
         WorkerOptions {
             model_path: "/nonexistent/model.gguf".into(),
             model_options: exitwise::engine::ModelOptions::default(),
+            workers: 1,
             threads: Some(1),
             token_limit: pack.manifest.token_limit,
             queue_capacity: 1,
@@ -338,6 +350,7 @@ fn every_status_of_the_api() {
         assert_eq!(info["model"]["architecture"], "gemma3");
         // Where the layers run: a development build without a GPU back end runs them on the CPU.
         assert_eq!(info["placement"], "CPU");
+        assert_eq!(info["workers"], 1);
         assert_eq!(info["pack"]["name"], "gemma3-270m-imdb");
         assert_eq!(info["pack"]["labels"], serde_json::json!(["neg", "pos"]));
         assert!(info["operating_points"].as_array().is_some_and(|points| points.len() > 4));
@@ -414,6 +427,70 @@ fn a_full_queue_answers_429_at_once_and_every_accepted_request_is_answered() {
             .iter()
             .all(|(_, retry)| retry.as_deref() == Some("1"))
     );
+    state.worker.shut_down();
+}
+
+#[test]
+fn two_workers_answer_every_accepted_request_alike_and_refuse_the_rest() {
+    let Some(state) = state_with_workers(2, 1 << 20, Duration::from_secs(60), 2) else {
+        return;
+    };
+    let reviews = [
+        "A charming, warm film with a great cast. I enjoyed it a lot.",
+        "Dull, slow and badly acted; I nearly walked out.",
+        "The plot is thin, but the lead is great and the ending is moving.",
+    ];
+    let body = serde_json::json!({ "texts": reviews, "policy": "full" }).to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let answers: Vec<(StatusCode, String)> = runtime.block_on(async {
+        let tasks: Vec<_> = (0..12)
+            .map(|_| {
+                let (state, body) = (Arc::clone(&state), body.clone());
+                tokio::spawn(async move {
+                    let (status, _, body) = send(&state, "POST", "/v1/classify", &body).await;
+                    (status, body)
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("task"));
+        }
+        answers
+    });
+    let accepted: Vec<&String> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .map(|(_, body)| body)
+        .collect();
+    let refused = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        accepted.len() + refused,
+        12,
+        "only 200 and 429: {answers:?}"
+    );
+    // Two run and two wait; a worker that frees up may take one more before all arrive.
+    assert!((2..=6).contains(&accepted.len()), "{answers:?}");
+    let labels = |body: &str| -> Vec<String> {
+        json(body)["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|result| format!("{} {}", result["label"], result["exit"]))
+            .collect()
+    };
+    let first = labels(accepted[0]);
+    assert_eq!(first.len(), 3);
+    for body in &accepted {
+        assert_eq!(labels(body), first, "every worker answers alike");
+    }
     state.worker.shut_down();
 }
 

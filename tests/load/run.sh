@@ -2,6 +2,7 @@
 # Load and fault test of `exitwise serve` on 127.0.0.1 (not part of `make test`: it runs for
 # minutes and its figures depend on the machine). Needs `wrk` (Debian: apt-get install wrk) and
 # curl. Usage: tests/load/run.sh [SECONDS] [CLIENTS]; prints the figures the README quotes.
+# EXITWISE_LOAD_WORKERS=N serves with --workers N, EXITWISE_LOAD_THREADS=N with --threads N.
 #   1. N concurrent clients for SECONDS: throughput, p50/p99, answers by status (only 200/429
 #      allowed), socket errors (none allowed).
 #   2. Clients that disconnect mid-request: 20 requests cut after 50 ms; the server stays
@@ -29,7 +30,7 @@ start_server() {
 }
 
 echo "== 1. $CLIENTS clients for $SECONDS_OF_LOAD s"
-start_server ${EXITWISE_LOAD_THREADS:+--threads "$EXITWISE_LOAD_THREADS"}
+start_server ${EXITWISE_LOAD_THREADS:+--threads "$EXITWISE_LOAD_THREADS"} ${EXITWISE_LOAD_WORKERS:+--workers "$EXITWISE_LOAD_WORKERS"}
 wrk -t2 -c"$CLIENTS" -d"${SECONDS_OF_LOAD}s" --latency -s tests/load/statuses.lua "$URL/v1/classify" | tee "$LOG/wrk.txt"
 if grep -E '^statuses:' "$LOG/wrk.txt" | tr ' ' '\n' | grep -E '^[0-9]+=' | grep -vE '^(200|429)='; then
   echo "FAIL: answers other than 200 and 429"; exit 1

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use exitwise::engine::ModelOptions;
+use exitwise::engine::{ModelOptions, SessionPlan, usable_cpus};
 use exitwise::exit::{Budget, PolicyKind};
 use exitwise::server::auth::ApiKey;
 use exitwise::server::config::ServeConfig;
@@ -32,7 +32,7 @@ pub struct ServeArgs {
     listen: Option<String>,
 
     /// TOML file with the same keys as these flags (`listen`, `model`, `adapters`, `policy`,
-    /// `budget`, `threads`, `gpu_layers`, `queue`, `max_texts`, `max_body_bytes`,
+    /// `budget`, `threads`, `workers`, `gpu_layers`, `queue`, `max_texts`, `max_body_bytes`,
     /// `request_timeout_s`, `api_key`, `api_key_file`, `metrics_need_key`); flags win, unknown
     /// keys are an error
     #[arg(long, value_name = "FILE")]
@@ -58,6 +58,17 @@ pub struct ServeArgs {
     /// data, with probability 1 − δ; `/v1/info` says what the pack promises.
     #[arg(long, value_name = "POINTS")]
     budget: Option<Budget>,
+
+    /// Requests classified at once, each by its own session over the one loaded model
+    /// [default: 1]
+    ///
+    /// Each worker has its own KV cache and compute buffers (gemma3-270m: 40 MB more each for
+    /// short texts, up to 150 MB for 512-token documents at full depth) and takes the next request from the queue when it is free; --threads is split among
+    /// them (without it, each takes its share of what other processes leave free). One worker
+    /// answers a lone request soonest; on a CPU, one worker per core answers more requests per
+    /// second under load (docs/results.md, "Scaling").
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 
     /// Requests that may wait for the model; beyond, requests get 429 at once [default: 16]
     #[arg(long, value_name = "N")]
@@ -172,12 +183,19 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let default_setting = pack.operating_point(policy, budget)?;
     crate::cli::commands::classify::warn_if_fallback(&pack, policy, budget, &default_setting);
     let model_path = resolve_model_path(args.model.as_ref().or(config.model.as_ref()), global)?;
+    let plan = SessionPlan::choose(
+        Some(args.workers.or(config.workers).unwrap_or(1).max(1)),
+        global.threads().or(config.threads),
+        usable_cpus(),
+        None,
+    );
     let worker = WorkerOptions {
         model_path,
         model_options: ModelOptions {
             gpu_layers: global.model_options().gpu_layers.or(config.gpu_layers),
         },
-        threads: global.threads().or(config.threads),
+        workers: plan.sessions,
+        threads: plan.threads_per_session,
         token_limit: pack.manifest.token_limit,
         queue_capacity: limits.queue_capacity,
     };
