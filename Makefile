@@ -4,6 +4,9 @@
 #   make test  the same set-up, then the test suite
 #   make dist  the release: a tarball and a Debian package for any x86-64 Linux (dist/)
 #   make dist-test  tries them in a fresh folder with an empty HOME (as CI does)
+#   make deploy-test  checks deploy/: the Kubernetes manifests against the API's schemas, and
+#                   a single-node Slurm (installed and started here, as root) running the job
+#                   array over a folder (as CI does)
 #   make cuda-plugin  the CUDA back end as a library for the release (needs a CUDA toolkit)
 #   make vulkan-plugin  the Vulkan back end as a library for the release (needs glslc and
 #                     the Vulkan headers)
@@ -14,7 +17,7 @@ EXITWISE := target/release/exitwise
 APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test setup system-deps build models lint bench clean dist dist-test cuda-plugin vulkan-plugin
+.PHONY: run test setup system-deps build models lint bench clean dist dist-test deploy-test cuda-plugin vulkan-plugin
 
 run: setup
 	$(EXITWISE) inspect
@@ -66,6 +69,16 @@ dist: system-deps
 dist-test: dist models
 	@command -v curl >/dev/null || $(SUDO) apt-get install -y -q --no-install-recommends curl
 	scripts/release/smoke-test.sh models/gemma3-270m.gguf
+
+# deploy/ for real: the manifests validated offline (kubernetes-validate, from the Python
+# package registry, carries the API's schemas) and the Slurm job array run by a real Slurm.
+deploy-test: build models
+	python3 -m pip --version >/dev/null 2>&1 || $(SUDO) apt-get install -y -q --no-install-recommends python3-pip
+	[ -d target/deploy-tools/kubernetes_validate ] || \
+	  python3 -m pip install --quiet --target target/deploy-tools kubernetes-validate==1.37.0
+	PYTHONPATH=target/deploy-tools python3 -m kubernetes_validate --strict \
+	  --kubernetes-version 1.31.0 deploy/kubernetes/*.yaml
+	$(SUDO) tests/slurm/run.sh models/gemma3-270m.gguf
 
 # ggml's GPU back ends as libraries beside the release's CPU ones (scripts/release/gpu-plugin.sh).
 cuda-plugin:
