@@ -126,11 +126,6 @@ impl RecordFile {
             cause,
         })
     }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Collects the ids of every complete line of `file` into `ids`; answers the length of the

@@ -3,9 +3,9 @@
 //! (or as they finish).
 //!
 //! The weights are loaded once and shared (a [`Model`] is `Sync`); every session has its own
-//! context (KV cache) and thread pool. On a CPU a sentence pass of a few dozen tokens keeps one
-//! thread busy, so several documents at once give more documents per second than several
-//! threads on one (docs/results.md, "Scaling").
+//! context (KV cache) and thread pool. On a CPU a sentence pass of a few dozen tokens keeps about
+//! one thread busy, so several documents at once keep more cores busy than several threads on
+//! one document, which wait at every layer's barrier (docs/results.md, "Scaling").
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

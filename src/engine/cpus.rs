@@ -300,9 +300,9 @@ impl SessionPlan {
     /// process's threads over all its sessions).
     ///
     /// By default one session per CPU with one thread each: a sentence pass of a few dozen
-    /// tokens keeps one thread busy, while several threads on it mostly wait at each layer's
-    /// barrier, so parallel documents give more documents per second than parallel threads
-    /// (docs/results.md, "Scaling"). Never more sessions than documents: one document gets
+    /// tokens keeps one thread busy, while several threads on it wait at each layer's
+    /// barrier, more of them the more threads (on 2 cores the gain is small, 1.04–1.17×:
+    /// docs/results.md, "Scaling"). Never more sessions than documents: one document gets
     /// every thread, as fast as it can be answered. With `--threads` alone, that many
     /// sessions of one thread; with both, the threads are split evenly (at least one each).
     pub fn choose(

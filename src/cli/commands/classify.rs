@@ -128,9 +128,8 @@ pub struct ClassifyArgs {
     ///
     /// Each session has its own KV cache and threads; --threads is split among them (without
     /// it, each takes its share of what other processes leave free). One document at a time
-    /// with every thread answers a single document soonest; several at a time give more
-    /// documents per second (docs/results.md, "Scaling"). Records keep the input order unless
-    /// --unordered.
+    /// with every thread answers a single document soonest; several at a time keep more cores
+    /// busy (docs/results.md, "Scaling"). Records keep the input order unless --unordered.
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
 

@@ -63,10 +63,11 @@ pub struct ServeArgs {
     /// [default: 1]
     ///
     /// Each worker has its own KV cache and compute buffers (gemma3-270m: 40 MB more each for
-    /// short texts, up to 150 MB for 512-token documents at full depth) and takes the next request from the queue when it is free; --threads is split among
-    /// them (without it, each takes its share of what other processes leave free). One worker
-    /// answers a lone request soonest; on a CPU, one worker per core answers more requests per
-    /// second under load (docs/results.md, "Scaling").
+    /// short texts, up to 150 MB for 512-token documents at full depth) and takes the next
+    /// request from the queue when it is free; --threads is split among them (without it, each
+    /// takes its share of what other processes leave free). One worker answers a lone request
+    /// soonest; on a CPU, one worker per core answers more requests per second under load
+    /// (1.16× with 2 on 2 cores; docs/results.md, "Scaling").
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 
