@@ -42,7 +42,7 @@ impl<'a> LayerHidden<'a> {
     ///
     /// Every token of the batch has a row, except at the model's last layer: there llama.cpp
     /// computes only the rows of output tokens (the batch's last token), because the others are
-    /// never needed for next-token prediction. [`Self::has_all_tokens`] tells which case holds.
+    /// never needed for next-token prediction: compare the rows with [`Self::batch_tokens`].
     pub fn states(&self) -> ArrayView2<'a, f32> {
         self.states
     }
@@ -51,11 +51,6 @@ impl<'a> LayerHidden<'a> {
     pub fn last_token(&self) -> ArrayView1<'a, f32> {
         let rows = self.states.nrows();
         self.states.index_axis_move(Axis(0), rows - 1)
-    }
-
-    /// Whether [`Self::states`] has a row for every token of the batch.
-    pub fn has_all_tokens(&self) -> bool {
-        self.states.nrows() == self.batch_tokens
     }
 
     /// Number of tokens in the batch being decoded.

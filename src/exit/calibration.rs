@@ -548,25 +548,6 @@ pub struct ExitSequence {
     pub configs: Vec<PolicyConfig>,
 }
 
-/// The sequence of `kind` drawn on `set` (training documents the heads did not see).
-pub fn exit_sequence(
-    kind: PolicyKind,
-    set: &CalibrationSet<'_>,
-    decision_layer: usize,
-    loss: LossKind,
-    rules: RuleSet,
-    threads: usize,
-) -> ExitSequence {
-    let configs = candidate_configs(kind, set.layers, decision_layer, rules.rules());
-    let measured = measure_all(&configs, set, loss, threads);
-    ExitSequence {
-        policy: kind,
-        loss,
-        rules,
-        configs: frontier(&configs, &measured, &|_| true),
-    }
-}
-
 /// Every sequence of `kind` — both losses, both rule sets — from one simulation of every
 /// setting on `set`.
 pub fn exit_sequences(
@@ -771,6 +752,25 @@ pub fn calibrate_fixed_sequence(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sequence of `kind` drawn on `set` (training documents the heads did not see).
+    fn exit_sequence(
+        kind: PolicyKind,
+        set: &CalibrationSet<'_>,
+        decision_layer: usize,
+        loss: LossKind,
+        rules: RuleSet,
+        threads: usize,
+    ) -> ExitSequence {
+        let configs = candidate_configs(kind, set.layers, decision_layer, rules.rules());
+        let measured = measure_all(&configs, set, loss, threads);
+        ExitSequence {
+            policy: kind,
+            loss,
+            rules,
+            configs: frontier(&configs, &measured, &|_| true),
+        }
+    }
 
     #[test]
     fn parallel_tallies_keep_the_order_and_a_panic_fails_the_whole_run() {

@@ -117,14 +117,6 @@ pub enum ExitTarget {
 impl ExitTarget {
     /// Both targets.
     pub const ALL: [ExitTarget; 2] = [ExitTarget::AgreesWithFull, ExitTarget::Correct];
-
-    /// The rule that uses a model of this target.
-    pub fn rule(self) -> ExitRule {
-        match self {
-            ExitTarget::AgreesWithFull => ExitRule::LearnedAgreement,
-            ExitTarget::Correct => ExitRule::LearnedCorrect,
-        }
-    }
 }
 
 /// A complete exit setting.

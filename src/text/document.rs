@@ -67,14 +67,6 @@ impl PreparedDocument {
             .flat_map(|sentence| sentence.tokens.iter().map(|&token| token as u32))
             .collect()
     }
-
-    /// All kept tokens in order, as one sequence (what a single whole-document feed decodes).
-    pub fn all_tokens(&self) -> Vec<Token> {
-        self.sentences
-            .iter()
-            .flat_map(|sentence| sentence.tokens.iter().copied())
-            .collect()
-    }
 }
 
 /// Why a document cannot be prepared.

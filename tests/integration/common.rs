@@ -169,3 +169,13 @@ pub fn answering_layer() -> u64 {
         .expect("the compiled-in pack loads");
     pack.manifest.best_layer as u64 + 1
 }
+
+/// All kept tokens of `document` in order, as one sequence (what a single whole-document feed
+/// decodes).
+pub fn all_tokens(document: &exitwise::text::PreparedDocument) -> Vec<exitwise::engine::Token> {
+    document
+        .sentences
+        .iter()
+        .flat_map(|sentence| sentence.tokens.iter().copied())
+        .collect()
+}

@@ -209,7 +209,7 @@ fn sentence_by_sentence_matches_the_whole_document_at_once() {
             document.sentences.len() >= 4,
             "the review has several sentences"
         );
-        let all_tokens = document.all_tokens();
+        let all_tokens = crate::common::all_tokens(&document);
 
         let mut whole_session = session(model, 512);
         let mut whole = Recorder::default();
@@ -381,7 +381,7 @@ fn one_pass_with_sentence_ends_as_outputs_matches_sentence_by_sentence_features(
             Flow::Continue
         };
         session
-            .feed_with_outputs(&document.all_tokens(), &ends, &mut observer)
+            .feed_with_outputs(&crate::common::all_tokens(&document), &ends, &mut observer)
             .expect("one pass");
         assert_eq!(rows_at_last_layer, document.sentences.len());
         let last_prefix = incremental.prefixes() - 1;
@@ -399,7 +399,7 @@ fn one_pass_with_sentence_ends_as_outputs_matches_sentence_by_sentence_features(
             }
         }
         let error = session.feed_with_outputs(
-            &document.all_tokens()[..3],
+            &crate::common::all_tokens(&document)[..3],
             &[2, 1],
             &mut Recorder::default(),
         );
