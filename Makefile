@@ -7,6 +7,7 @@
 #   make deploy-test  checks deploy/: the Kubernetes manifests against the API's schemas, and
 #                   a single-node Slurm (installed and started here, as root) running the job
 #                   array over a folder (as CI does)
+#   make fault-test  a full disk, a read-only folder and kill -9 for every writer (root; as CI does)
 #   make cuda-plugin  the CUDA back end as a library for the release (needs a CUDA toolkit)
 #   make vulkan-plugin  the Vulkan back end as a library for the release (needs glslc and
 #                     the Vulkan headers)
@@ -17,7 +18,7 @@ EXITWISE := target/release/exitwise
 APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test setup system-deps build models lint bench clean dist dist-test deploy-test cuda-plugin vulkan-plugin
+.PHONY: run test setup system-deps build models lint bench clean dist dist-test deploy-test fault-test cuda-plugin vulkan-plugin
 
 run: setup
 	$(EXITWISE) inspect
@@ -79,6 +80,11 @@ deploy-test: build models
 	PYTHONPATH=target/deploy-tools python3 -m kubernetes_validate --strict \
 	  --kubernetes-version 1.31.0 deploy/kubernetes/*.yaml
 	$(SUDO) tests/slurm/run.sh models/gemma3-270m.gguf
+
+# Faults on every writer (tests/faults/run.sh, as root): a full disk and a read-only folder
+# (small tmpfs mounts), kill -9 in the middle of quantize and models import.
+fault-test: build models
+	$(SUDO) tests/faults/run.sh models/smollm2-135m.gguf
 
 # ggml's GPU back ends as libraries beside the release's CPU ones (scripts/release/gpu-plugin.sh).
 cuda-plugin:

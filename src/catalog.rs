@@ -490,27 +490,16 @@ fn partial_file(dir: &Path, file_name: &str) -> Result<tempfile::NamedTempFile, 
         })
 }
 
-/// Moves a finished temporary file to `target` (ordinary, world-readable data: temporary files
-/// are private).
+/// Moves a finished temporary file to `target`, durably ([`crate::durable::persist`]: synced,
+/// world-readable, renamed, its folder synced).
 fn persist(file: tempfile::NamedTempFile, target: &Path) -> Result<(), CatalogError> {
-    file.as_file()
-        .sync_all()
+    crate::durable::persist(file, target)
+        .map(drop)
         .map_err(|cause| CatalogError::Io {
-            action: "write",
-            path: file.path().to_path_buf(),
+            action: "move the verified model to",
+            path: target.to_path_buf(),
             cause,
-        })?;
-    let file = file.persist(target).map_err(|error| CatalogError::Io {
-        action: "move the verified model to",
-        path: target.to_path_buf(),
-        cause: error.error,
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    Ok(())
+        })
 }
 
 /// Copies the GGUF file `source` into `dir` as `file_name`, through a temporary file renamed

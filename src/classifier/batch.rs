@@ -48,11 +48,14 @@ pub enum BatchError {
     },
 }
 
-/// A JSON Lines file of records, written one whole line at a time.
+/// A JSON Lines file of records, written one whole line at a time and synced to the disk at
+/// least every [`RecordFile::SYNC_INTERVAL`], so a power loss takes at most the records of the
+/// last seconds (which `resume` computes again).
 #[derive(Debug)]
 pub struct RecordFile {
     file: File,
     path: PathBuf,
+    last_sync: std::time::Instant,
 }
 
 /// What [`RecordFile::open`] found in a file it continues.
@@ -65,6 +68,9 @@ pub struct Resumed {
 }
 
 impl RecordFile {
+    /// Longest time between syncs while records are written.
+    pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
     /// Opens `path` for records. With `resume`, an existing file is continued: its partial last
     /// line (if any) is cut off and the ids of its records are returned. Without, a file that
     /// already holds anything is refused ([`BatchError::NotEmpty`]) rather than overwritten.
@@ -87,6 +93,12 @@ impl RecordFile {
         if length > 0 && !resume {
             return Err(BatchError::NotEmpty(path.to_path_buf()));
         }
+        // A new file's name must survive a power loss too.
+        let folder = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        crate::durable::sync_folder(folder).map_err(io("sync the folder of"))?;
         let mut resumed = Resumed::default();
         if length > 0 {
             let complete = read_ids(&file, path, &mut resumed.ids)?;
@@ -101,12 +113,14 @@ impl RecordFile {
             RecordFile {
                 file,
                 path: path.to_path_buf(),
+                last_sync: std::time::Instant::now(),
             },
             resumed,
         ))
     }
 
-    /// Appends `line` (one record, ending in a newline) with one write.
+    /// Appends `line` (one record, ending in a newline) with one write; syncs when the last
+    /// sync is [`Self::SYNC_INTERVAL`] old.
     pub fn write_line(&mut self, line: &str) -> Result<(), BatchError> {
         self.file
             .write_all(line.as_bytes())
@@ -114,17 +128,22 @@ impl RecordFile {
                 action: "write a record to",
                 path: self.path.clone(),
                 cause,
-            })
+            })?;
+        if self.last_sync.elapsed() >= Self::SYNC_INTERVAL {
+            self.sync()?;
+        }
+        Ok(())
     }
 
-    /// Syncs the records to the disk (at the end of a run: what a power loss then takes is at
-    /// most the records since the last sync, which `resume` computes again).
-    pub fn sync(&self) -> Result<(), BatchError> {
+    /// Syncs the records to the disk (also at the end of a run).
+    pub fn sync(&mut self) -> Result<(), BatchError> {
         self.file.sync_data().map_err(|cause| BatchError::Io {
             action: "sync",
             path: self.path.clone(),
             cause,
-        })
+        })?;
+        self.last_sync = std::time::Instant::now();
+        Ok(())
     }
 }
 

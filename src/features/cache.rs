@@ -2,9 +2,12 @@
 //! model.
 //!
 //! One folder per (model sha256, data file sha256, feature settings). Features are appended one
-//! document at a time to `features.bin` and flushed, so an interrupted extraction loses at most
-//! the document in progress; a record cut short by the interruption is dropped when the cache is
-//! opened again. Values are stored as IEEE half floats, which halves the size; hidden states
+//! document at a time to `features.bin` and synced to the disk, so an interrupted extraction (a
+//! kill, a crash, a power loss) loses at most the document in progress; a record cut short is
+//! dropped when the cache is opened again. Each record ends with a CRC-32 of its header and
+//! values, checked when the cache is opened: a record whose bytes changed on disk is left out and
+//! its document extracted again, never read as features. (Records of the first layout, `EWF1`,
+//! have no checksum and are still read.) Values are stored as IEEE half floats, which halves the size; hidden states
 //! keep about three significant digits, far more than a standardised linear head needs.
 
 use std::collections::BTreeMap;
@@ -24,8 +27,12 @@ pub const CACHE_FORMAT: u32 = 1;
 /// Environment variable that moves the cache.
 pub const CACHE_DIR_VARIABLE: &str = "EXITWISE_CACHE_DIR";
 
-const RECORD_MAGIC: [u8; 4] = *b"EWF1";
+/// A record without a checksum (written before checksums were added; still read).
+const RECORD_MAGIC_UNCHECKED: [u8; 4] = *b"EWF1";
+/// A record that ends with the CRC-32 of its header and payload.
+const RECORD_MAGIC: [u8; 4] = *b"EWF2";
 const RECORD_HEADER_BYTES: u64 = 12;
+const RECORD_CHECKSUM_BYTES: u64 = 4;
 
 /// What the cached features depend on; every field is part of the cache folder's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +125,7 @@ impl FeatureCache {
         if stored_key.as_ref() != Some(&key) {
             // A new cache, or one whose key file is damaged: start over.
             let text = serde_json::to_string_pretty(&key).unwrap_or_default();
-            std::fs::write(&key_path, text).map_err(error("write", &key_path))?;
+            crate::durable::write(&key_path, text.as_bytes()).map_err(error("write", &key_path))?;
             let _ = std::fs::remove_file(&data_path);
         }
         let mut file = OpenOptions::new()
@@ -202,7 +209,7 @@ impl FeatureCache {
         }))
     }
 
-    /// Appends the features of document `index` and flushes them to disk.
+    /// Appends the features of document `index` and syncs them to the disk.
     pub fn put(&mut self, index: usize, features: &DocumentFeatures) -> Result<(), CacheError> {
         let path = self.folder.join("features.bin");
         let io = |cause| CacheError {
@@ -226,7 +233,8 @@ impl FeatureCache {
         let prefixes_u32 =
             u32::try_from(prefixes).map_err(|_| io(std::io::Error::other("too many sentences")))?;
         let mut record = Vec::with_capacity(
-            RECORD_HEADER_BYTES as usize + self.key.payload_bytes(prefixes) as usize,
+            (RECORD_HEADER_BYTES + self.key.payload_bytes(prefixes) + RECORD_CHECKSUM_BYTES)
+                as usize,
         );
         record.extend_from_slice(&RECORD_MAGIC);
         record.extend_from_slice(&index_u32.to_le_bytes());
@@ -236,35 +244,60 @@ impl FeatureCache {
                 record.extend_from_slice(&f16::from_f32(*value).to_le_bytes());
             }
         }
+        let checksum = crc32fast::hash(&record);
+        record.extend_from_slice(&checksum.to_le_bytes());
         let start = self.file.seek(SeekFrom::End(0)).map_err(io)?;
         self.file.write_all(&record).map_err(io)?;
-        self.file.flush().map_err(io)?;
+        self.file.sync_data().map_err(io)?;
         self.index
             .insert(index, (start + RECORD_HEADER_BYTES, prefixes));
         Ok(())
     }
 }
 
-/// Reads the record headers; returns the index and the length of the valid prefix of the file.
+/// Reads the records' headers (and checks the checksums of those that have one); returns the
+/// index and the length of the file's part made of whole records. A record whose checksum does
+/// not match is left out of the index (its document is extracted again); the first record that
+/// is cut short or not a record at all ends the valid part.
 fn scan_records(file: &mut File, key: &CacheKey) -> std::io::Result<(RecordIndex, u64)> {
     let length = file.metadata()?.len();
     file.seek(SeekFrom::Start(0))?;
     let mut reader = BufReader::new(&mut *file);
     let mut index = BTreeMap::new();
     let mut position = 0u64;
-    let mut header = [0u8; RECORD_HEADER_BYTES as usize];
+    let mut record = vec![0u8; RECORD_HEADER_BYTES as usize];
     while position + RECORD_HEADER_BYTES <= length {
-        reader.read_exact(&mut header)?;
-        let valid_magic = header[..4] == RECORD_MAGIC;
-        let document = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let prefixes = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        record.resize(RECORD_HEADER_BYTES as usize, 0);
+        reader.read_exact(&mut record)?;
+        let checked = record[..4] == RECORD_MAGIC;
+        let valid_magic = checked || record[..4] == RECORD_MAGIC_UNCHECKED;
+        let document = u32::from_le_bytes([record[4], record[5], record[6], record[7]]) as usize;
+        let prefixes = u32::from_le_bytes([record[8], record[9], record[10], record[11]]) as usize;
         let payload = key.payload_bytes(prefixes);
-        let end = position + RECORD_HEADER_BYTES + payload;
+        let end = position
+            + RECORD_HEADER_BYTES
+            + payload
+            + if checked { RECORD_CHECKSUM_BYTES } else { 0 };
         if !valid_magic || prefixes == 0 || end > length {
             break;
         }
-        index.insert(document, (position + RECORD_HEADER_BYTES, prefixes));
-        reader.seek_relative(payload as i64)?;
+        let intact = if checked {
+            record.resize((RECORD_HEADER_BYTES + payload) as usize, 0);
+            reader.read_exact(&mut record[RECORD_HEADER_BYTES as usize..])?;
+            let mut stored = [0u8; RECORD_CHECKSUM_BYTES as usize];
+            reader.read_exact(&mut stored)?;
+            crc32fast::hash(&record) == u32::from_le_bytes(stored)
+        } else {
+            reader.seek_relative(payload as i64)?;
+            true
+        };
+        if intact {
+            index.insert(document, (position + RECORD_HEADER_BYTES, prefixes));
+        } else {
+            tracing::warn!(
+                "a cached record of document {document} is corrupt: its features are extracted again"
+            );
+        }
         position = end;
     }
     Ok((index, position))
@@ -330,6 +363,53 @@ mod tests {
         drop(cache);
         let mut cache = FeatureCache::open(root.path(), key()).expect("reopen");
         assert_eq!(cache.get(1).expect("get"), Some(features(3, 1.0)));
+    }
+
+    #[test]
+    fn a_corrupt_record_is_left_out_and_computed_again_never_read() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut cache = FeatureCache::open(root.path(), key()).expect("open");
+        cache.put(0, &features(2, 1.0)).expect("put");
+        cache.put(1, &features(3, 1.0)).expect("put");
+        cache.put(2, &features(1, 3.0)).expect("put");
+        let data = cache.folder().join("features.bin");
+        drop(cache);
+        // One flipped bit in the middle record's values (bit rot, a bad sector).
+        let mut bytes = std::fs::read(&data).expect("read");
+        let first_record =
+            (RECORD_HEADER_BYTES + key().payload_bytes(2) + RECORD_CHECKSUM_BYTES) as usize;
+        bytes[first_record + RECORD_HEADER_BYTES as usize + 5] ^= 0x10;
+        std::fs::write(&data, &bytes).expect("write");
+        let mut cache = FeatureCache::open(root.path(), key()).expect("reopen");
+        assert!(cache.contains(0) && !cache.contains(1) && cache.contains(2));
+        assert_eq!(cache.get(1).expect("get"), None, "never read as features");
+        assert_eq!(cache.get(2).expect("get"), Some(features(1, 3.0)));
+        cache.put(1, &features(3, 1.0)).expect("computed again");
+        drop(cache);
+        let mut cache = FeatureCache::open(root.path(), key()).expect("reopen");
+        assert_eq!(cache.get(1).expect("get"), Some(features(3, 1.0)));
+        assert_eq!(cache.len(), 3);
+    }
+
+    #[test]
+    fn records_of_the_first_layout_without_a_checksum_are_still_read() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut cache = FeatureCache::open(root.path(), key()).expect("open");
+        cache.put(4, &features(2, 1.0)).expect("put");
+        let data = cache.folder().join("features.bin");
+        drop(cache);
+        // The same record as the first layout wrote it: other magic, no checksum.
+        let mut bytes = std::fs::read(&data).expect("read");
+        bytes[..4].copy_from_slice(&RECORD_MAGIC_UNCHECKED);
+        bytes.truncate(bytes.len() - RECORD_CHECKSUM_BYTES as usize);
+        std::fs::write(&data, &bytes).expect("write");
+        let mut cache = FeatureCache::open(root.path(), key()).expect("reopen");
+        assert_eq!(cache.get(4).expect("get"), Some(features(2, 1.0)));
+        cache.put(5, &features(1, 2.0)).expect("put");
+        drop(cache);
+        let mut cache = FeatureCache::open(root.path(), key()).expect("reopen");
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(5).expect("get"), Some(features(1, 2.0)));
     }
 
     #[test]

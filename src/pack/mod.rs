@@ -177,8 +177,9 @@ impl AdapterPack {
         EMBEDDED_PACK.map(|pack| Self::from_parts(pack.manifest, pack.weights, pack.name))
     }
 
-    /// Writes the pack into `dir` (created if needed); each file is written to a temporary
-    /// name first and renamed, so a failure never leaves a half-written pack.
+    /// Writes the pack into `dir` (created if needed); each file is written durably (a
+    /// temporary name, synced, renamed, the folder synced: [`crate::durable`]), so neither a
+    /// failure nor a crash or power loss leaves a half-written file.
     pub fn save(&self, dir: &Path) -> Result<(), PackError> {
         std::fs::create_dir_all(dir).map_err(|cause| PackError::Io {
             action: "create",
@@ -201,14 +202,11 @@ impl AdapterPack {
             (WEIGHTS_FILE, weights),
         ] {
             let path = dir.join(name);
-            let temporary = dir.join(format!(".{name}.partial"));
-            std::fs::write(&temporary, bytes)
-                .and_then(|()| std::fs::rename(&temporary, &path))
-                .map_err(|cause| PackError::Io {
-                    action: "write",
-                    path,
-                    cause,
-                })?;
+            crate::durable::write(&path, &bytes).map_err(|cause| PackError::Io {
+                action: "write",
+                path,
+                cause,
+            })?;
         }
         Ok(())
     }

@@ -479,7 +479,7 @@ pub fn run(args: &ClassifyArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     };
     classify_in_parallel(&model, &pack, config, &pool, produce, work, deliver)?;
     bar.finish_and_clear();
-    if let Sink::File(file) = &printer.sink {
+    if let Sink::File(file) = &mut printer.sink {
         file.sync()?;
     }
     let mut summary = format!(

@@ -159,17 +159,27 @@ pub fn run(args: &QuantizeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     });
     bar.finish_and_clear();
     let outcome = outcome.map_err(|_| anyhow::anyhow!("the quantizer thread panicked"))?;
-    outcome.with_context(|| format!("cannot quantize `{}` to {}", input.display(), kind.name()))?;
-    // Temporary files are private (0600); a model file is readable like any other output.
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&partial_path, std::fs::Permissions::from_mode(0o644))
-            .with_context(|| {
-                format!("cannot set the permissions of `{}`", partial_path.display())
-            })?;
+    if let Err(error) = outcome {
+        // llama.cpp reports a failed write as a stream error ("basic_ios::clear"): say when the
+        // destination's disk is full, which is the usual cause.
+        drop(partial);
+        let full = disk_is_full(directory).then(|| {
+            format!(
+                " (no space left on the disk holding `{}`)",
+                directory.display()
+            )
+        });
+        return Err(anyhow::Error::new(error).context(format!(
+            "cannot quantize `{}` to {} as `{}`{}",
+            input.display(),
+            kind.name(),
+            args.out.display(),
+            full.unwrap_or_default()
+        )));
     }
-    partial
-        .persist(&args.out)
+    // Synced, readable like any other output, renamed, its folder synced: a crash or power
+    // loss leaves the previous file or the whole new one.
+    exitwise::durable::persist(partial, &args.out)
         .with_context(|| format!("cannot write `{}`", args.out.display()))?;
     let size = std::fs::metadata(&args.out).map_or(0, |metadata| metadata.len());
     eprintln!(
@@ -181,4 +191,19 @@ pub fn run(args: &QuantizeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         started.elapsed().as_secs_f64()
     );
     Ok(EXIT_OK)
+}
+
+/// Whether a small write into `folder` fails for lack of space.
+fn disk_is_full(folder: &Path) -> bool {
+    use std::io::Write as _;
+    let Ok(mut probe) = tempfile::Builder::new()
+        .prefix(".exitwise-space-")
+        .tempfile_in(folder)
+    else {
+        return false;
+    };
+    probe
+        .write_all(&[0u8; 64 * 1024])
+        .and_then(|()| probe.as_file().sync_all())
+        .is_err_and(|error| error.kind() == std::io::ErrorKind::StorageFull)
 }
