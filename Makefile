@@ -7,7 +7,8 @@
 #   make deploy-test  checks deploy/: the Kubernetes manifests against the API's schemas, and
 #                   a single-node Slurm (installed and started here, as root) running the job
 #                   array over a folder (as CI does)
-#   make fault-test  a full disk, a read-only folder and kill -9 for every writer (root; as CI does)
+#   make fault-test  a full disk, a read-only folder and kill -9 for every writer (root), and
+#                   hostile clients of serve (as CI does)
 #   make cuda-plugin  the CUDA back end as a library for the release (needs a CUDA toolkit)
 #   make vulkan-plugin  the Vulkan back end as a library for the release (needs glslc and
 #                     the Vulkan headers)
@@ -82,9 +83,11 @@ deploy-test: build models
 	$(SUDO) tests/slurm/run.sh models/gemma3-270m.gguf
 
 # Faults on every writer (tests/faults/run.sh, as root): a full disk and a read-only folder
-# (small tmpfs mounts), kill -9 in the middle of quantize and models import.
+# (small tmpfs mounts), kill -9 in the middle of quantize and models import; then hostile
+# clients of serve (tests/load/hostile.py): 1000 idle connections, slowloris, a burst.
 fault-test: build models
 	$(SUDO) tests/faults/run.sh models/smollm2-135m.gguf
+	tests/load/hostile.py
 
 # ggml's GPU back ends as libraries beside the release's CPU ones (scripts/release/gpu-plugin.sh).
 cuda-plugin:

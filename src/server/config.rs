@@ -35,6 +35,10 @@ pub struct ServeConfig {
     pub max_body_bytes: Option<usize>,
     /// Longest time from request to answer, in seconds.
     pub request_timeout_s: Option<f64>,
+    /// Longest time to receive a request's headers, in seconds.
+    pub header_timeout_s: Option<f64>,
+    /// Most connections open at once.
+    pub max_connections: Option<usize>,
     /// The API key `/v1/*` requests must bear (prefer `api_key_file`: a key in a
     /// world-readable configuration is no secret).
     pub api_key: Option<String>,

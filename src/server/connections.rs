@@ -9,6 +9,13 @@
 //! [`FIRST_REQUEST_GRACE`] to send it; that request is answered, with `Connection: close`.
 //! Connections that completed their handshake before the listener closed are accepted first,
 //! so they are answered instead of reset.
+//!
+//! Against slow or idle clients ([`ConnectionLimits`]): a connection that does not deliver a
+//! request's headers within the header timeout (trickling them, or idle between keep-alive
+//! requests) is closed; a body is read within the request timeout (408, the HTTP layer). At most
+//! `max_connections` connections are open at once: beyond, new ones wait in the kernel's accept
+//! queue until one closes, so a flood of idle sockets delays a client by at most the header
+//! timeout instead of exhausting the process's file descriptors or memory.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,8 +28,27 @@ use axum::http::{HeaderValue, header};
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+
+/// Limits on the connections themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest time to receive a request's headers, from when the connection is ready for
+    /// them (a new connection, or one idle between requests); the connection is closed beyond.
+    pub header_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
 
 /// How long a connection accepted before the shutdown may take to send its first request.
 /// A client sends its request right after connecting, so this is a bound for slow links, not a
@@ -37,17 +63,36 @@ const BACKLOG_DRAIN: Duration = Duration::from_millis(20);
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, answers every
 /// request of the accepted connections (see the module documentation) and returns when the
 /// last connection has closed.
-pub async fn serve<L>(mut listener: L, app: Router, shutdown: impl Future<Output = ()>)
-where
+pub async fn serve<L>(
+    mut listener: L,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) where
     L: Listener,
 {
     let (stopping, stop_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // A place first: at the cap, new connections wait in the kernel's accept queue.
+        let permit = tokio::select! {
+            permit = Arc::clone(&open).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        if open.available_permits() == 0 {
+            tracing::warn!(
+                "{} connections open: new ones wait until one closes",
+                limits.max_connections
+            );
+        }
         tokio::select! {
             (io, _) = listener.accept() => {
-                connections.spawn(serve_connection(io, app.clone(), stop_signal.clone()));
+                connections.spawn(serve_connection(io, app.clone(), limits, stop_signal.clone(), Some(permit)));
             }
             () = &mut shutdown => break,
         }
@@ -63,7 +108,14 @@ where
     // accepted before the signal could outlive their FIRST_REQUEST_GRACE waiting for it to close.
     let drain_deadline = tokio::time::Instant::now() + BACKLOG_DRAIN;
     while let Ok((io, _)) = tokio::time::timeout_at(drain_deadline, listener.accept()).await {
-        connections.spawn(serve_connection(io, app.clone(), stop_signal.clone()));
+        let permit = Arc::clone(&open).try_acquire_owned().ok();
+        connections.spawn(serve_connection(
+            io,
+            app.clone(),
+            limits,
+            stop_signal.clone(),
+            permit,
+        ));
     }
     drop(listener);
     tracing::debug!("waiting for {} connection(s) to finish", connections.len());
@@ -72,8 +124,14 @@ where
 
 /// Serves one connection with HTTP/1.1 keep-alive until the client closes it, or until the
 /// shutdown, after which it ends as the module documentation says.
-async fn serve_connection<Io>(io: Io, app: Router, mut stop_signal: watch::Receiver<bool>)
-where
+/// The connection holds `_place` (its place under the connection cap) until it ends.
+async fn serve_connection<Io>(
+    io: Io,
+    app: Router,
+    limits: ConnectionLimits,
+    mut stop_signal: watch::Receiver<bool>,
+    _place: Option<OwnedSemaphorePermit>,
+) where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let first_request = Arc::new(AtomicBool::new(false));
@@ -97,8 +155,10 @@ where
             }
         })
     };
-    let connection =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
 
     // Phase 1: serve until the connection ends or the shutdown begins.

@@ -8,7 +8,7 @@
 
 pub mod auth;
 pub mod config;
-mod connections;
+pub mod connections;
 pub mod http;
 pub mod listener;
 pub mod metrics;
@@ -75,6 +75,8 @@ pub struct ServeOptions {
     pub pack: Arc<AdapterPack>,
     /// The model thread's model, threads and queue.
     pub worker: WorkerOptions,
+    /// Header timeout and connection cap.
+    pub connections: connections::ConnectionLimits,
 }
 
 /// Serves until SIGTERM or Ctrl-C, then answers every accepted request and returns. The address
@@ -96,7 +98,13 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         limits,
         pack,
         worker,
+        connections: connection_limits,
     } = options;
+    // Every open connection is a file descriptor: the soft limit (often 1024) is raised to the
+    // hard one, so the connection cap, not the descriptor limit, is what new clients meet.
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("cannot raise the open-files limit: {error}");
+    }
     // Bind first: a taken port is a set-up error before minutes of model loading.
     let bound = listener::bind(&listen).await?;
     let metrics = Arc::new(Metrics::new(pack.manifest.model.layers));
@@ -159,8 +167,12 @@ async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     };
     eprintln!("listening on {}", bound.description);
     match bound.listener {
-        listener::Listener::Tcp(listener) => connections::serve(listener, app, shutdown).await,
-        listener::Listener::Unix(listener) => connections::serve(listener, app, shutdown).await,
+        listener::Listener::Tcp(listener) => {
+            connections::serve(listener, app, connection_limits, shutdown).await;
+        }
+        listener::Listener::Unix(listener) => {
+            connections::serve(listener, app, connection_limits, shutdown).await;
+        }
     }
     let failure = load_failure
         .lock()

@@ -11,6 +11,7 @@ use exitwise::engine::{ModelOptions, SessionPlan, usable_cpus};
 use exitwise::exit::{Budget, PolicyKind};
 use exitwise::server::auth::ApiKey;
 use exitwise::server::config::ServeConfig;
+use exitwise::server::connections::ConnectionLimits;
 use exitwise::server::worker::WorkerOptions;
 use exitwise::server::{Limits, ServeOptions};
 
@@ -33,7 +34,8 @@ pub struct ServeArgs {
 
     /// TOML file with the same keys as these flags (`listen`, `model`, `adapters`, `policy`,
     /// `budget`, `threads`, `workers`, `gpu_layers`, `queue`, `max_texts`, `max_body_bytes`,
-    /// `request_timeout_s`, `api_key`, `api_key_file`, `metrics_need_key`); flags win, unknown
+    /// `request_timeout_s`, `header_timeout_s`, `max_connections`, `api_key`, `api_key_file`,
+    /// `metrics_need_key`); flags win, unknown
     /// keys are an error
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -107,8 +109,27 @@ pub struct ServeArgs {
     metrics_need_key: bool,
 
     /// Longest time from request to answer, in seconds; beyond, 408 [default: 60]
+    ///
+    /// It includes reading the body: a client that trickles its body gets 408.
     #[arg(long, value_name = "SECONDS")]
     request_timeout_s: Option<f64>,
+
+    /// Longest time to receive a request's headers, in seconds; beyond, the connection is
+    /// closed [default: 10]
+    ///
+    /// Counted from when the connection is ready for a request: a new connection, or one kept
+    /// alive between requests. Clients that trickle headers (slowloris) or hold connections
+    /// idle free their place after it.
+    #[arg(long, value_name = "SECONDS")]
+    header_timeout_s: Option<f64>,
+
+    /// Most connections open at once; beyond, new connections wait until one closes
+    /// [default: 1024]
+    ///
+    /// The process's open-files limit is raised to its hard limit at start, so this cap is
+    /// what a flood of connections meets.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 }
 
 /// Runs `exitwise serve` until SIGTERM or Ctrl-C.
@@ -200,7 +221,24 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         token_limit: pack.manifest.token_limit,
         queue_capacity: limits.queue_capacity,
     };
+    let header_timeout = args
+        .header_timeout_s
+        .or(config.header_timeout_s)
+        .unwrap_or(10.0);
+    anyhow::ensure!(
+        header_timeout.is_finite() && header_timeout > 0.0,
+        "the header timeout must be a positive number of seconds"
+    );
+    let connections = ConnectionLimits {
+        header_timeout: Duration::from_secs_f64(header_timeout),
+        max_connections: args
+            .max_connections
+            .or(config.max_connections)
+            .unwrap_or(1024)
+            .max(1),
+    };
     exitwise::server::run(ServeOptions {
+        connections,
         listen,
         limits,
         pack,
