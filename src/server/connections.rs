@@ -74,6 +74,7 @@ pub async fn serve<L>(
     let (stopping, stop_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
     let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut at_cap = false;
     tokio::pin!(shutdown);
     loop {
         // A place first: at the cap, new connections wait in the kernel's accept queue.
@@ -84,12 +85,14 @@ pub async fn serve<L>(
             },
             () = &mut shutdown => break,
         };
-        if open.available_permits() == 0 {
+        // Said once each time the cap is reached, not for every connection that meets it.
+        if open.available_permits() == 0 && !at_cap {
             tracing::warn!(
                 "{} connections open: new ones wait until one closes",
                 limits.max_connections
             );
         }
+        at_cap = open.available_permits() == 0;
         tokio::select! {
             (io, _) = listener.accept() => {
                 connections.spawn(serve_connection(io, app.clone(), limits, stop_signal.clone(), Some(permit)));
