@@ -14,7 +14,7 @@ pub fn sync_folder(folder: &Path) -> std::io::Result<()> {
 }
 
 /// The folder of `path` (`.` for a bare file name).
-fn folder_of(path: &Path) -> &Path {
+pub fn folder_of(path: &Path) -> &Path {
     path.parent()
         .filter(|parent| !parent.as_os_str().is_empty())
         .unwrap_or(Path::new("."))

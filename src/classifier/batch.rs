@@ -94,11 +94,8 @@ impl RecordFile {
             return Err(BatchError::NotEmpty(path.to_path_buf()));
         }
         // A new file's name must survive a power loss too.
-        let folder = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        crate::durable::sync_folder(folder).map_err(io("sync the folder of"))?;
+        crate::durable::sync_folder(crate::durable::folder_of(path))
+            .map_err(io("sync the folder of"))?;
         let mut resumed = Resumed::default();
         if length > 0 {
             let complete = read_ids(&file, path, &mut resumed.ids)?;

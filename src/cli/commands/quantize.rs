@@ -117,11 +117,7 @@ pub fn run(args: &QuantizeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     }
     // Write next to the destination and rename when done, so a failure or Ctrl-C never leaves
     // a half-written model under the final name.
-    let directory = args
-        .out
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let directory = exitwise::durable::folder_of(&args.out);
     let partial = tempfile::Builder::new()
         .prefix(".exitwise-quantize-")
         .suffix(".gguf.partial")

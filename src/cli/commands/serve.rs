@@ -151,14 +151,11 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         .budget
         .or(config.budget)
         .unwrap_or(Budget::from_hundredths(100));
-    let timeout = args
-        .request_timeout_s
-        .or(config.request_timeout_s)
-        .unwrap_or(60.0);
-    anyhow::ensure!(
-        timeout.is_finite() && timeout > 0.0,
-        "the request timeout must be a positive number of seconds"
-    );
+    let request_timeout = seconds(
+        args.request_timeout_s.or(config.request_timeout_s),
+        60.0,
+        "request",
+    )?;
     let api_key = match (
         &args.api_key,
         &args.api_key_file,
@@ -185,7 +182,7 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             .or(config.max_body_bytes)
             .unwrap_or(1 << 20),
         max_texts: args.max_texts.or(config.max_texts).unwrap_or(64).max(1),
-        request_timeout: Duration::from_secs_f64(timeout),
+        request_timeout,
         queue_capacity: args.queue.or(config.queue).unwrap_or(16).max(1),
         default_policy: policy,
         default_budget: budget,
@@ -221,16 +218,13 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         token_limit: pack.manifest.token_limit,
         queue_capacity: limits.queue_capacity,
     };
-    let header_timeout = args
-        .header_timeout_s
-        .or(config.header_timeout_s)
-        .unwrap_or(10.0);
-    anyhow::ensure!(
-        header_timeout.is_finite() && header_timeout > 0.0,
-        "the header timeout must be a positive number of seconds"
-    );
+    let header_timeout = seconds(
+        args.header_timeout_s.or(config.header_timeout_s),
+        10.0,
+        "header",
+    )?;
     let connections = ConnectionLimits {
-        header_timeout: Duration::from_secs_f64(header_timeout),
+        header_timeout,
         max_connections: args
             .max_connections
             .or(config.max_connections)
@@ -245,4 +239,15 @@ pub fn run(args: &ServeArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
         worker,
     })?;
     Ok(EXIT_OK)
+}
+
+/// A timeout given in seconds (`default` when not given), which must be a positive number:
+/// `what` names it in the error ("the request timeout must be …").
+fn seconds(given: Option<f64>, default: f64, what: &str) -> anyhow::Result<Duration> {
+    let seconds = given.unwrap_or(default);
+    anyhow::ensure!(
+        seconds.is_finite() && seconds > 0.0,
+        "the {what} timeout must be a positive number of seconds"
+    );
+    Ok(Duration::from_secs_f64(seconds))
 }
