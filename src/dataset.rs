@@ -7,8 +7,6 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 /// One labelled document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelledDocument {
@@ -165,7 +163,7 @@ impl Dataset {
         };
         Ok(Dataset {
             path: path.to_path_buf(),
-            sha256: hex_sha256(bytes),
+            sha256: crate::digest::sha256_hex(bytes),
             documents,
         })
     }
@@ -211,13 +209,6 @@ impl Dataset {
     }
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
 /// A JSON value as label or id text: strings as they are, numbers and booleans as written.
 pub fn value_text(value: &serde_json::Value) -> Option<String> {
     match value {
@@ -226,6 +217,27 @@ pub fn value_text(value: &serde_json::Value) -> Option<String> {
         serde_json::Value::Bool(flag) => Some(flag.to_string()),
         _ => None,
     }
+}
+
+/// A JSON Lines record as a JSON object, or the reason it is not one.
+pub fn json_object(line: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(line) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(error) => Err(format!("invalid JSON: {error}")),
+    }
+}
+
+/// A record's text: its string field `name`, or the reason there is none.
+pub fn text_field(
+    record: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<String, String> {
+    record
+        .get(name)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("no string field `{name}`"))
 }
 
 fn read_json_lines(
@@ -249,15 +261,8 @@ fn read_json_lines(
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|error| record_error(format!("invalid JSON: {error}")))?;
-        let object = value
-            .as_object()
-            .ok_or_else(|| record_error("expected a JSON object".into()))?;
-        let text = object
-            .get(&fields.text)
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| record_error(format!("no string field `{}`", fields.text)))?;
+        let object = json_object(&line).map_err(record_error)?;
+        let text = text_field(&object, &fields.text).map_err(record_error)?;
         let label = if fields.label.is_empty() {
             String::new()
         } else {
@@ -270,11 +275,7 @@ fn read_json_lines(
             .get(&fields.id)
             .and_then(value_text)
             .unwrap_or_else(|| format!("line {number}"));
-        documents.push(LabelledDocument {
-            id,
-            text: text.to_string(),
-            label,
-        });
+        documents.push(LabelledDocument { id, text, label });
     }
     Ok(documents)
 }

@@ -76,11 +76,7 @@ pub struct Environment {
 impl Environment {
     /// This process's environment, with the command line's folder.
     pub fn current(kind: Kind, flag: Option<&Path>) -> Self {
-        let nonempty = |name: &str| {
-            std::env::var_os(name)
-                .filter(|value| !value.is_empty())
-                .map(PathBuf::from)
-        };
+        let nonempty = environment_folder;
         let source_tree = Path::new(env!("CARGO_MANIFEST_DIR"));
         Environment {
             flag: flag.map(Path::to_path_buf),
@@ -99,11 +95,41 @@ impl Environment {
 
     /// The user data folder of exitwise, if a home is known.
     fn user_data(&self) -> Option<PathBuf> {
-        self.xdg_data_home
-            .clone()
-            .or_else(|| self.home.as_ref().map(|home| home.join(".local/share")))
-            .map(|base| base.join("exitwise"))
+        user_folder(
+            self.xdg_data_home.as_deref(),
+            self.home.as_deref(),
+            ".local/share",
+        )
     }
+}
+
+/// The folder an environment variable names, when it is set and not empty.
+pub fn environment_folder(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+}
+
+/// exitwise's folder under an XDG base directory: `BASE/exitwise` from the base's variable
+/// (`xdg_base`), else `HOME/fallback/exitwise` (the specification's default), else none.
+pub fn user_folder(
+    xdg_base: Option<&Path>,
+    home: Option<&Path>,
+    fallback: &str,
+) -> Option<PathBuf> {
+    xdg_base
+        .map(Path::to_path_buf)
+        .or_else(|| home.map(|home| home.join(fallback)))
+        .map(|base| base.join("exitwise"))
+}
+
+/// The user's cache folder of exitwise: `$XDG_CACHE_HOME/exitwise`, else `~/.cache/exitwise`.
+pub fn user_cache() -> Option<PathBuf> {
+    user_folder(
+        environment_folder("XDG_CACHE_HOME").as_deref(),
+        environment_folder("HOME").as_deref(),
+        ".cache",
+    )
 }
 
 /// The folders searched for `kind`, in order (see the module docs).
@@ -234,6 +260,20 @@ mod tests {
             write_location(Kind::Models, &environment).map(|location| location.dir),
             Some(PathBuf::from("/flag"))
         );
+    }
+
+    #[test]
+    fn an_xdg_base_wins_over_home_and_without_either_there_is_no_folder() {
+        let (base, home) = (Path::new("/cache"), Path::new("/home/user"));
+        assert_eq!(
+            user_folder(Some(base), Some(home), ".cache"),
+            Some(PathBuf::from("/cache/exitwise"))
+        );
+        assert_eq!(
+            user_folder(None, Some(home), ".cache"),
+            Some(PathBuf::from("/home/user/.cache/exitwise"))
+        );
+        assert_eq!(user_folder(None, None, ".cache"), None);
     }
 
     #[test]

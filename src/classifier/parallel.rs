@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Mutex, PoisonError};
+use std::thread::ScopedJoinHandle;
 
 use crate::engine::{EngineError, Model, Session, SessionOptions, SessionPlan};
 use crate::exit::PolicyConfig;
@@ -45,6 +46,9 @@ pub enum PoolError {
         /// The engine's reason.
         cause: EngineError,
     },
+    /// A session's thread could not be started.
+    #[error("cannot start the classifying threads: {0}")]
+    Thread(String),
     /// A thread of the pool panicked: a bug; the answers it owed are not invented.
     #[error("a classifying thread panicked: {0}")]
     Panicked(String),
@@ -96,6 +100,104 @@ impl<Job> Submitter<Job> {
     }
 }
 
+/// Why the sessions of a pool did not all start.
+#[derive(Debug)]
+pub enum StartFailure {
+    /// llama.cpp refused session `number` (from 1): usually not enough memory for its KV cache.
+    Session {
+        /// The session's number.
+        number: usize,
+        /// The engine's reason.
+        cause: EngineError,
+    },
+    /// The thread of a session could not be started, or stopped as it started.
+    Thread(String),
+}
+
+/// Starts `count` sessions over `model`, each on a thread of `scope` named `{name}-{number}`,
+/// and, once every one of them was created, runs on each the work `work_for(number)` makes
+/// for it. When one cannot start, none runs its work: the others drop their sessions, the
+/// threads are joined and the first failure is returned. The caller joins the handles of a
+/// successful start (a panic in the work is then the caller's to read).
+pub fn start_sessions<'scope, 'env, Work>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    model: &'env Model,
+    options: &'env SessionOptions,
+    name: &str,
+    count: usize,
+    mut work_for: impl FnMut(usize) -> Work,
+) -> Result<Vec<ScopedJoinHandle<'scope, ()>>, StartFailure>
+where
+    Work: FnOnce(Session<'env>) + Send + 'scope,
+{
+    let (ready_sender, ready_receiver) = channel::<(usize, Result<(), EngineError>)>();
+    let mut handles = Vec::with_capacity(count);
+    // Each thread waits for its go; a dropped sender (a failed start) sends it home.
+    let mut go_senders = Vec::with_capacity(count);
+    let mut failure = None;
+    for number in 1..=count {
+        let (go_sender, go_receiver) = channel::<()>();
+        let ready = ready_sender.clone();
+        let work = work_for(number);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-{number}"))
+            .spawn_scoped(scope, move || {
+                let session = match Session::new(model, options) {
+                    Ok(session) => session,
+                    Err(cause) => {
+                        let _ = ready.send((number, Err(cause)));
+                        return;
+                    }
+                };
+                let _ = ready.send((number, Ok(())));
+                drop(ready);
+                if go_receiver.recv().is_ok() {
+                    work(session);
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                handles.push(handle);
+                go_senders.push(go_sender);
+            }
+            Err(error) => {
+                failure = Some(StartFailure::Thread(format!(
+                    "cannot start the thread of session {number}: {error}"
+                )));
+                break;
+            }
+        }
+    }
+    drop(ready_sender);
+    for _ in 0..handles.len() {
+        if failure.is_some() {
+            break;
+        }
+        match ready_receiver.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((number, Err(cause))) => failure = Some(StartFailure::Session { number, cause }),
+            Err(_) => {
+                failure = Some(StartFailure::Thread(
+                    "a session's thread stopped as it started".into(),
+                ));
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        drop(go_senders);
+        for handle in handles {
+            // Joined here so that a thread that panicked while starting does not make the
+            // scope panic; the failure already says what went wrong.
+            let _ = handle.join();
+        }
+        return Err(failure);
+    }
+    for go in go_senders {
+        let _ = go.send(());
+    }
+    Ok(handles)
+}
+
 /// Classifies a stream of jobs on `options.plan.sessions` sessions over `model`.
 ///
 /// `produce` submits the jobs on a thread of its own; `work` runs on a session's thread and
@@ -131,31 +233,27 @@ where
     let job_receiver = Mutex::new(job_receiver);
     let (permit_sender, permit_receiver) = sync_channel::<()>(window);
     let (result_sender, result_receiver) = channel::<Message<Answer>>();
-    let (ready_sender, ready_receiver) = channel::<Result<(), EngineError>>();
     let cancelled = AtomicBool::new(false);
     let work = &work;
 
     std::thread::scope(|scope| {
-        let sessions_handles: Vec<_> = (0..sessions)
-            .map(|_| {
+        let (jobs, cancelled) = (&job_receiver, &cancelled);
+        // Moved in here so that it is dropped once every session holds its own clone: the
+        // loop over the results ends when the last session's clone is gone.
+        let result_sender = result_sender;
+        let started = start_sessions(
+            scope,
+            model,
+            &session_options,
+            "exitwise-session",
+            sessions,
+            |_| {
                 let results = result_sender.clone();
-                let ready = ready_sender.clone();
-                let (jobs, cancelled, session_options) =
-                    (&job_receiver, &cancelled, &session_options);
-                scope.spawn(move || {
-                    let session = match Session::new(model, session_options) {
-                        Ok(session) => session,
-                        Err(error) => {
-                            let _ = ready.send(Err(error));
-                            return;
-                        }
-                    };
-                    let _ = ready.send(Ok(()));
-                    drop(ready);
+                move |session| {
                     let mut classifier = Classifier::new(session, pack, config);
                     loop {
-                        // One thread waits on the queue at a time; the others wait for the
-                        // lock, which is the same wait.
+                        // One thread waits on the queue at a time; the others wait for the lock,
+                        // which is the same wait.
                         let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
                         let Ok((index, job)) = next else { break };
                         if cancelled.load(Ordering::Acquire) {
@@ -168,26 +266,25 @@ where
                             break;
                         }
                     }
-                })
-            })
-            .collect();
-        drop((result_sender, ready_sender));
-
-        let mut outcome: Result<(), E> = Ok(());
-        for number in 1..=sessions {
-            let failure = match ready_receiver.recv() {
-                Ok(Ok(())) => continue,
-                Ok(Err(cause)) => PoolError::Session {
+                }
+            },
+        );
+        drop(result_sender);
+        let (sessions_handles, mut outcome): (_, Result<(), E>) = match started {
+            Ok(handles) => (handles, Ok(())),
+            Err(StartFailure::Session { number, cause }) => (
+                Vec::new(),
+                Err(PoolError::Session {
                     number,
                     sessions,
                     cause,
-                },
-                // A thread that panicked before it was ready; its message is read below.
-                Err(_) => PoolError::Panicked("a session stopped as it started".into()),
-            };
-            outcome = Err(failure.into());
-            break;
-        }
+                }
+                .into()),
+            ),
+            Err(StartFailure::Thread(reason)) => {
+                (Vec::new(), Err(PoolError::Thread(reason).into()))
+            }
+        };
         let producer = if outcome.is_ok() {
             let mut submitter = Submitter {
                 jobs: job_sender,
@@ -262,7 +359,7 @@ fn free_permit(permits: Option<&Receiver<()>>) {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|message| (*message).to_string())

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use exitwise::exit::PolicyKind;
-use exitwise::exit::calibration::WHOLE_DOCUMENT_PASS_TOKENS;
+use exitwise::exit::setting::WHOLE_DOCUMENT_PASS_TOKENS;
 use exitwise::heads::LayerReport;
 use exitwise::pack::PackManifest;
 

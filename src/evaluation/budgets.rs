@@ -133,7 +133,7 @@ pub fn budget_check(pack: &AdapterPack, documents: &[GridDocument]) -> BudgetRep
 mod tests {
     use super::*;
     use crate::exit::calibration::OperatingPoint;
-    use crate::exit::policy::two_class_grid as grid;
+    use crate::exit::grid::two_class_grid as grid;
     use crate::exit::{ExitRule, PolicyConfig};
     use crate::pack::{CalibrationSection, sample_pack};
 

@@ -111,7 +111,7 @@ pub fn oracle_report(documents: &[(&DocumentGrid, usize)]) -> Option<(OracleRepo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::policy::two_class_grid as grid;
+    use crate::exit::grid::two_class_grid as grid;
     use crate::exit::{ExitPolicy, ExitRule, PolicyConfig, PolicyKind};
 
     /// On a document `policy` answers correctly, the oracle never costs more.

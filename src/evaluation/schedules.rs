@@ -222,7 +222,7 @@ pub fn compare_schedules(
 mod tests {
     use super::*;
     use crate::exit::ExitRule;
-    use crate::exit::policy::two_class_grid as grid;
+    use crate::exit::grid::two_class_grid as grid;
 
     #[test]
     fn the_staircase_computes_each_cell_once() {

@@ -26,21 +26,11 @@
 //! Cost is counted in token×layer operations, as the engine computes them: a feed of `t`
 //! tokens that stops after layer `l` costs `t · (l + 1)`.
 
-use serde::{Deserialize, Serialize};
-
 use std::sync::Arc;
 
-use super::learned::{CellTracker, ExitModel, ExitModels, WalkContext};
+use super::grid::{Cell, DocumentGrid, Outcome, WalkContext, argmax};
+use super::learned::{CellTracker, ExitModel, ExitModels};
 use super::setting::{ExitRule, PolicyConfig, PolicyKind};
-
-/// A cell of the grid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cell {
-    /// Sentence index (the prefix of sentences `0..=sentence`).
-    pub sentence: usize,
-    /// Layer index.
-    pub layer: usize,
-}
 
 /// Tracks the exit rule over the cells a policy visits.
 #[derive(Debug, Clone)]
@@ -123,18 +113,6 @@ impl ExitState {
     }
 }
 
-/// Class probabilities of every cell of one document, and its tokens per sentence.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DocumentGrid {
-    /// `probabilities[sentence][layer]` is the head's class distribution at that cell.
-    pub probabilities: Vec<Vec<Vec<f32>>>,
-    /// Tokens fed for each sentence (document-start token included in the first).
-    pub sentence_tokens: Vec<usize>,
-    /// The layer-0 head's class distribution on the whole document (its tokens within the
-    /// token limit), when the pack has one.
-    pub layer_zero: Option<Vec<f32>>,
-}
-
 /// Whether the layer-0 head's `probabilities` end the walk before layer 1 under `threshold`:
 /// its top class probability reaches it.
 pub fn layer_zero_exits(threshold: f32, probabilities: &[f32]) -> bool {
@@ -166,47 +144,6 @@ pub fn layer_zero_outcome(config: &PolicyConfig, grid: &DocumentGrid) -> Option<
         token_layers: 0,
         full_token_layers: total_tokens * grid.layers() as u64,
     })
-}
-
-impl DocumentGrid {
-    /// Sentences of the document.
-    pub fn sentences(&self) -> usize {
-        self.sentence_tokens.len()
-    }
-
-    /// Layers of the model (cells per sentence).
-    pub fn layers(&self) -> usize {
-        self.probabilities.first().map_or(0, Vec::len)
-    }
-
-    fn at(&self, cell: Cell) -> &[f32] {
-        &self.probabilities[cell.sentence][cell.layer]
-    }
-}
-
-/// What a policy did on one document.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// The cell whose head answered (for a layer-0 answer: the last sentence at index 0, with
-    /// `layer_zero` set).
-    pub answer: Cell,
-    /// Whether a confident cell ended the walk (false: the walk ran out).
-    pub exited: bool,
-    /// Whether the layer-0 head answered, before any model layer ran.
-    pub layer_zero: bool,
-    /// Index of the predicted class.
-    pub prediction: usize,
-    /// Sentences read.
-    pub sentences_read: usize,
-    /// Token×layer operations computed.
-    pub token_layers: u64,
-    /// Token×layer operations of the whole document at full depth.
-    pub full_token_layers: u64,
-}
-
-/// Index of the most probable class (first on ties).
-pub fn argmax(probabilities: &[f32]) -> usize {
-    crate::heads::argmax(ndarray::ArrayView1::from(probabilities))
 }
 
 /// How a policy feeds a document to the model.
@@ -426,31 +363,23 @@ impl PolicyConfig {
     }
 }
 
-impl DocumentGrid {
-    /// What a walk knows about this document before it starts.
-    pub fn walk_context(&self) -> WalkContext {
-        WalkContext {
-            layers: self.layers(),
-            sentences: self.sentences(),
-            tokens_total: self.sentence_tokens.iter().sum(),
-        }
-    }
-
-    /// The passes of `policy` over this document: the sentence their cells belong to, the
-    /// tokens each feeds, and the tokens read once it is fed.
-    fn passes_of(&self, policy: &(impl ExitPolicy + ?Sized)) -> Vec<(usize, usize, usize)> {
-        let mut read = 0;
-        policy
-            .reading()
-            .passes(&self.sentence_tokens)
-            .into_iter()
-            .map(|pass| {
-                let tokens: usize = self.sentence_tokens[pass.clone()].iter().sum();
-                read += tokens;
-                (pass.end - 1, tokens, read)
-            })
-            .collect()
-    }
+/// The passes of `policy` over `grid`'s document: the sentence their cells belong to, the
+/// tokens each feeds, and the tokens read once it is fed.
+fn passes_of(
+    policy: &(impl ExitPolicy + ?Sized),
+    grid: &DocumentGrid,
+) -> Vec<(usize, usize, usize)> {
+    let mut read = 0;
+    policy
+        .reading()
+        .passes(&grid.sentence_tokens)
+        .into_iter()
+        .map(|pass| {
+            let tokens: usize = grid.sentence_tokens[pass.clone()].iter().sum();
+            read += tokens;
+            (pass.end - 1, tokens, read)
+        })
+        .collect()
 }
 
 /// The cells `policy` visits on `grid` when nothing exits, in walk order, each with the tokens
@@ -460,7 +389,7 @@ pub fn visited_cells(
     grid: &DocumentGrid,
 ) -> Vec<(Cell, usize)> {
     let depth = policy.depth().min(grid.layers().saturating_sub(1));
-    grid.passes_of(policy)
+    passes_of(policy, grid)
         .into_iter()
         .flat_map(|(sentence, _, read)| {
             (0..=depth)
@@ -508,7 +437,7 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
     let mut state = policy.exit_state(grid.walk_context());
     // Token×layer operations of the passes before the current one, all computed to `depth`.
     let mut computed = 0u64;
-    for (sentence, tokens, read) in grid.passes_of(policy) {
+    for (sentence, tokens, read) in passes_of(policy, grid) {
         let tokens = tokens as u64;
         for layer in (0..=depth).filter(|&layer| policy.consults(layer)) {
             let cell = Cell { sentence, layer };
@@ -528,35 +457,11 @@ pub fn simulate(policy: &(impl ExitPolicy + ?Sized), grid: &DocumentGrid) -> Out
     )
 }
 
-/// A two-class grid where the probability of class 1 is `confidence(sentence, layer)`; for the
-/// unit tests of the policies and of the evaluation.
-#[cfg(test)]
-pub(crate) fn two_class_grid(
-    sentence_tokens: &[usize],
-    layers: usize,
-    confidence: impl Fn(usize, usize) -> f32,
-) -> DocumentGrid {
-    DocumentGrid {
-        probabilities: (0..sentence_tokens.len())
-            .map(|sentence| {
-                (0..layers)
-                    .map(|layer| {
-                        let high = confidence(sentence, layer);
-                        vec![1.0 - high, high]
-                    })
-                    .collect()
-            })
-            .collect(),
-        sentence_tokens: sentence_tokens.to_vec(),
-        layer_zero: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use super::two_class_grid as grid;
+    use crate::exit::grid::two_class_grid as grid;
 
     fn run(config: &PolicyConfig, grid: &DocumentGrid) -> Outcome {
         simulate(

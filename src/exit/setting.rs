@@ -167,6 +167,21 @@ impl PolicyConfig {
     }
 }
 
+/// A 2d pass size that no document reaches: the whole document in one pass, so that the 2d
+/// policy walks only the layers (up to its depth cap), as `layer` does.
+pub const WHOLE_DOCUMENT_PASS_TOKENS: usize = 1 << 20;
+
+/// Pass sizes tried for the 2d policy: one sentence per pass (the paper's walk), whole
+/// sentences gathered up to this many tokens, or the whole document at once. On IMDB reviews
+/// single sentences are weak evidence and small decodes cost more per token; longer passes
+/// exit less often mid-document but each exit check sees more text. The whole-document pass
+/// makes every walk `layer` can take one that 2d can take too (with a depth cap besides, and
+/// 2d's own exit model), so that 2d's settings, and the sequence calibration draws from them,
+/// are not limited to sentence-shaped walks where a document is best read whole: on mail and
+/// news, 2d's calibrated setting was dearer than `layer`'s.
+pub const TWO_DIMENSIONAL_PASS_TOKENS: [usize; 6] =
+    [0, 32, 64, 128, 256, WHOLE_DOCUMENT_PASS_TOKENS];
+
 /// A setting as people read it (reports, `/v1/info`): the same fields with layers numbered
 /// from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

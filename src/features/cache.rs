@@ -92,14 +92,8 @@ pub struct FeatureCache {
 /// Where caches live: `$EXITWISE_CACHE_DIR`, else `$XDG_CACHE_HOME/exitwise`, else
 /// `~/.cache/exitwise`.
 pub fn default_cache_root() -> PathBuf {
-    let from = |variable: &str| {
-        std::env::var_os(variable)
-            .filter(|value| !value.is_empty())
-            .map(PathBuf::from)
-    };
-    from(CACHE_DIR_VARIABLE)
-        .or_else(|| from("XDG_CACHE_HOME").map(|dir| dir.join("exitwise")))
-        .or_else(|| from("HOME").map(|dir| dir.join(".cache").join("exitwise")))
+    crate::locations::environment_folder(CACHE_DIR_VARIABLE)
+        .or_else(crate::locations::user_cache)
         .unwrap_or_else(|| PathBuf::from(".exitwise-cache"))
 }
 

@@ -12,7 +12,7 @@
 use ndarray::{Array1, Array2, ArrayView1};
 use serde::{Deserialize, Serialize};
 
-use super::logistic::{accuracy, fit_temperature, minimize_lbfgs, softmax};
+use super::logistic::{StableExponentials, accuracy, fit_temperature, minimize_lbfgs, softmax};
 use super::training::{FOLDS, fold_of};
 use crate::features::lexical::{SparseVector, bucket_counts, inverse_document_frequencies, tf_idf};
 
@@ -178,11 +178,10 @@ pub fn sparse_logistic_objective(
                     .map(|(&index, &value)| f64::from(value) * weights[index as usize])
                     .sum::<f64>();
         }
-        let maximum = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = logits.iter().map(|logit| (logit - maximum).exp()).sum();
-        loss += total.ln() + maximum - logits[label];
-        for (class, logit) in logits.iter().enumerate() {
-            let residual = (logit - maximum).exp() / total - f64::from(u8::from(class == label));
+        let exponentials = StableExponentials::of(logits.iter().copied());
+        loss += exponentials.log_sum_exp() - logits[label];
+        for (class, probability) in exponentials.probabilities().enumerate() {
+            let residual = probability - f64::from(u8::from(class == label));
             let weights = &mut gradient[class * buckets..(class + 1) * buckets];
             for (&index, &value) in row.indices.iter().zip(&row.values) {
                 weights[index as usize] += residual * f64::from(value);

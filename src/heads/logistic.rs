@@ -112,13 +112,49 @@ impl LayerHead {
     }
 }
 
+/// `exp(value − maximum)` of every value and their sum: softmax and log-sum-exp computed
+/// stably (the largest exponential is 1, so nothing overflows). The one place the heads
+/// compute them.
+pub(crate) struct StableExponentials {
+    maximum: f64,
+    exponentials: Vec<f64>,
+    total: f64,
+}
+
+impl StableExponentials {
+    /// The exponentials of `values`.
+    pub(crate) fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let values: Vec<f64> = values.into_iter().collect();
+        let maximum = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exponentials: Vec<f64> = values.iter().map(|value| (value - maximum).exp()).collect();
+        let total = exponentials.iter().sum();
+        StableExponentials {
+            maximum,
+            exponentials,
+            total,
+        }
+    }
+
+    /// `ln Σ exp(value)`.
+    pub(crate) fn log_sum_exp(&self) -> f64 {
+        self.total.ln() + self.maximum
+    }
+
+    /// The softmax probabilities, in the values' order.
+    pub(crate) fn probabilities(&self) -> impl Iterator<Item = f64> + '_ {
+        self.exponentials
+            .iter()
+            .map(|exponential| exponential / self.total)
+    }
+}
+
 /// Softmax of `logits / temperature`, computed stably.
 pub fn softmax(logits: ArrayView1<'_, f32>, temperature: f32) -> Array1<f32> {
-    let scaled = logits.mapv(|logit| f64::from(logit) / f64::from(temperature));
-    let maximum = scaled.fold(f64::NEG_INFINITY, |best, value| best.max(*value));
-    let exponentials = scaled.mapv(|value| (value - maximum).exp());
-    let total = exponentials.sum();
-    exponentials.mapv(|value| (value / total) as f32)
+    let temperature = f64::from(temperature);
+    StableExponentials::of(logits.iter().map(|&logit| f64::from(logit) / temperature))
+        .probabilities()
+        .map(|probability| probability as f32)
+        .collect()
 }
 
 /// Index of the largest value (first on ties).
@@ -160,18 +196,9 @@ pub fn negative_log_likelihood(
 ) -> f64 {
     let mut total = 0.0;
     for (row, &label) in logits.axis_iter(Axis(0)).zip(labels) {
-        let scaled: Vec<f64> = row
-            .iter()
-            .map(|logit| f64::from(*logit) / temperature)
-            .collect();
-        let maximum = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let log_total = scaled
-            .iter()
-            .map(|value| (value - maximum).exp())
-            .sum::<f64>()
-            .ln()
-            + maximum;
-        total += log_total - scaled[label];
+        let scaled = |logit: f32| f64::from(logit) / temperature;
+        total += StableExponentials::of(row.iter().map(|&logit| scaled(logit))).log_sum_exp()
+            - scaled(row[label]);
     }
     total / labels.len().max(1) as f64
 }
@@ -265,16 +292,11 @@ pub fn logistic_objective(
         .zip(residual.axis_iter_mut(Axis(0)))
         .zip(labels)
     {
-        let maximum = row.fold(f32::NEG_INFINITY, |best, value| best.max(*value));
-        let exponentials: Vec<f64> = row
-            .iter()
-            .map(|value| f64::from(value - maximum).exp())
-            .collect();
-        let total: f64 = exponentials.iter().sum();
-        loss += total.ln() - f64::from(row[label] - maximum);
-        for (class, exponential) in exponentials.iter().enumerate() {
+        let exponentials = StableExponentials::of(row.iter().map(|&logit| f64::from(logit)));
+        loss += exponentials.log_sum_exp() - f64::from(row[label]);
+        for (class, probability) in exponentials.probabilities().enumerate() {
             let indicator = if class == label { 1.0 } else { 0.0 };
-            residual_row[class] = (exponential / total - indicator) as f32;
+            residual_row[class] = (probability - indicator) as f32;
         }
     }
     let count = rows.max(1) as f64;

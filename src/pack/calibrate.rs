@@ -11,7 +11,7 @@ use crate::exit::calibration::{
     CalibrationMethod, CalibrationSet, GridDocument, LossKind, RuleSet, calibrate_fixed_sequence,
     calibrate_point_estimates, exit_sequences, full_answers,
 };
-use crate::exit::learned::{TrainingDocument, fit_exit_models};
+use crate::exit::learned_training::{TrainingDocument, fit_exit_models};
 use crate::exit::{Budget, DocumentGrid, ExitModels, PolicyKind};
 use crate::features::DocumentFeatures;
 use crate::features::cache::{CacheError, FeatureCache};

@@ -100,6 +100,42 @@ pub enum PackError {
     },
 }
 
+/// The key of `adapter.toml` that records the SHA-256 of `heads.safetensors` (packs written
+/// since exitwise 0.1's durable writes; older packs load without it). It is kept out of
+/// [`PackManifest`]: it describes the files, not the pack, and is computed as they are written.
+const HEADS_SHA256_KEY: &str = "heads_sha256";
+
+/// `manifest` with the weights' hash as its second line, after `format_version`: top-level
+/// keys must come before TOML's first table.
+fn with_heads_line(manifest: &str, heads_sha256: &str) -> String {
+    let (first, rest) = manifest.split_once('\n').unwrap_or((manifest, ""));
+    format!("{first}\n{HEADS_SHA256_KEY} = \"{heads_sha256}\"\n{rest}")
+}
+
+/// The weights' hash an `adapter.toml` records, if it records one.
+fn recorded_heads_sha256(manifest: &str) -> Option<String> {
+    toml::from_str::<toml::Table>(manifest)
+        .ok()?
+        .get(HEADS_SHA256_KEY)?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `manifest` without the weights' hash line, for [`PackManifest`], which does not know it.
+fn without_heads_line(manifest: &str) -> std::borrow::Cow<'_, str> {
+    let prefix = format!("{HEADS_SHA256_KEY} =");
+    if manifest.lines().any(|line| line.starts_with(&prefix)) {
+        manifest
+            .lines()
+            .filter(|line| !line.starts_with(&prefix))
+            .flat_map(|line| [line, "\n"])
+            .collect::<String>()
+            .into()
+    } else {
+        manifest.into()
+    }
+}
+
 /// A loaded, validated adapter pack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterPack {
@@ -157,9 +193,20 @@ impl AdapterPack {
                 found: u32::try_from(version).unwrap_or(u32::MAX),
             });
         }
-        let manifest: PackManifest = toml::from_str(manifest_text)
+        let manifest: PackManifest = toml::from_str(&without_heads_line(manifest_text))
             .map_err(|error| manifest_error(error.message().to_string()))?;
         manifest.validate().map_err(manifest_error)?;
+        if let Some(recorded) = recorded_heads_sha256(manifest_text) {
+            let actual = crate::digest::sha256_hex(weights);
+            if actual != recorded {
+                return Err(PackError::Weights {
+                    origin: origin.to_string(),
+                    reason: format!(
+                        "`{WEIGHTS_FILE}` has sha256 {actual}, and `{MANIFEST_FILE}` expects {recorded}: the pack was being written when it was interrupted, or changed since; write it again"
+                    ),
+                });
+            }
+        }
         let (heads, layer_zero) =
             read_heads(&manifest, weights).map_err(|reason| PackError::Weights {
                 origin: origin.to_string(),
@@ -186,20 +233,24 @@ impl AdapterPack {
             path: dir.to_path_buf(),
             cause,
         })?;
-        let manifest =
-            toml::to_string_pretty(&self.manifest).map_err(|error| PackError::Manifest {
-                origin: dir.display().to_string(),
-                reason: error.to_string(),
-            })?;
         let weights = write_heads(&self.heads, self.layer_zero.as_ref()).map_err(|reason| {
             PackError::Weights {
                 origin: dir.display().to_string(),
                 reason,
             }
         })?;
+        let manifest =
+            toml::to_string_pretty(&self.manifest).map_err(|error| PackError::Manifest {
+                origin: dir.display().to_string(),
+                reason: error.to_string(),
+            })?;
+        let manifest = with_heads_line(&manifest, &crate::digest::sha256_hex(&weights));
+        // The weights first, the manifest last: the manifest, with the weights' hash, is what
+        // makes the new pack whole. A crash between the two leaves the new weights beside the
+        // old manifest, which loading refuses by the hash.
         for (name, bytes) in [
-            (MANIFEST_FILE, manifest.into_bytes()),
             (WEIGHTS_FILE, weights),
+            (MANIFEST_FILE, manifest.into_bytes()),
         ] {
             let path = dir.join(name);
             crate::durable::write(&path, &bytes).map_err(|cause| PackError::Io {
@@ -209,6 +260,22 @@ impl AdapterPack {
             })?;
         }
         Ok(())
+    }
+
+    /// Whether a pack may be written into `dir`: it does not exist or is empty, holds a pack,
+    /// or holds only what an interrupted write of one left (the weights, hidden `.partial`
+    /// files); never a folder of other files.
+    pub fn may_write_into(dir: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return !dir.exists();
+        };
+        let mut names = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned());
+        dir.join(MANIFEST_FILE).exists()
+            || names.all(|name| {
+                name == WEIGHTS_FILE || (name.starts_with('.') && name.ends_with(".partial"))
+            })
     }
 
     /// Checks that the pack fits `model`: architecture, layers and width must match; another
@@ -438,6 +505,61 @@ mod tests {
     }
 
     #[test]
+    fn the_manifest_records_the_weights_and_a_mismatch_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pack = sample_pack();
+        pack.save(dir.path()).expect("save");
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("read");
+        let weights = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
+        let second_line = manifest.lines().nth(1).expect("two lines");
+        assert_eq!(
+            second_line,
+            format!("heads_sha256 = \"{}\"", crate::digest::sha256_hex(&weights))
+        );
+        // The weights of another pack beside this manifest, as a crash between the two
+        // renames of a replacement would leave them: refused, naming both files.
+        let mut other = sample_pack();
+        other.heads[0].head.bias[0] += 1.0;
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        other.save(other_dir.path()).expect("save");
+        std::fs::copy(
+            other_dir.path().join(WEIGHTS_FILE),
+            dir.path().join(WEIGHTS_FILE),
+        )
+        .expect("copy");
+        let error = AdapterPack::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("heads.safetensors") && error.contains("was interrupted"),
+            "{error}"
+        );
+        // Without the line (packs written before it), the weights are not checked.
+        let old = without_heads_line(&manifest);
+        assert!(!old.contains("heads_sha256"));
+        std::fs::write(dir.path().join(MANIFEST_FILE), old.as_bytes()).expect("write");
+        let loaded = AdapterPack::load_dir(dir.path()).expect("an older pack loads");
+        assert_eq!(loaded.heads, other.heads);
+    }
+
+    #[test]
+    fn packs_are_written_only_into_packs_empty_folders_or_interrupted_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("pack");
+        assert!(AdapterPack::may_write_into(&folder), "missing");
+        std::fs::create_dir(&folder).expect("create");
+        assert!(AdapterPack::may_write_into(&folder), "empty");
+        std::fs::write(folder.join(WEIGHTS_FILE), b"weights").expect("write");
+        std::fs::write(folder.join(".adapter.toml.x1y2z3.partial"), b"half").expect("write");
+        assert!(AdapterPack::may_write_into(&folder), "an interrupted write");
+        std::fs::write(folder.join("notes.txt"), b"mine").expect("write");
+        assert!(!AdapterPack::may_write_into(&folder), "someone's files");
+        std::fs::write(folder.join(MANIFEST_FILE), b"format_version = 3").expect("write");
+        assert!(AdapterPack::may_write_into(&folder), "a pack");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").expect("write");
+        assert!(!AdapterPack::may_write_into(&file), "a file");
+    }
+
+    #[test]
     fn calibration_round_trips_and_is_validated() {
         use crate::exit::calibration::{CalibrationMethod, LossKind, RuleSet};
         use crate::exit::{ExitRule, OperatingPoint};
@@ -575,7 +697,9 @@ mod tests {
                 .probabilities(&[1, 2, 3])
         );
 
+        // Without the weights' hash, so that the checks of the weights' content are reached.
         let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("manifest");
+        let manifest = without_heads_line(&manifest).into_owned();
         let weights = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
         // A NaN in the layer-0 bias (tensors are stored in name order, `layer_zero.bias`
         // first: the first 0.1 of the file is its class 0).
@@ -635,7 +759,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let pack = sample_pack();
         pack.save(dir.path()).expect("save");
+        // Without the weights' hash, so that the checks of the weights' content are reached.
         let manifest = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).expect("manifest");
+        let manifest = without_heads_line(&manifest).into_owned();
         let weights = std::fs::read(dir.path().join(WEIGHTS_FILE)).expect("weights");
 
         for cut in [0, 7, 100, weights.len() / 2, weights.len() - 1] {

@@ -231,14 +231,18 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.worker.is_ready() {
-        Json(serde_json::json!({ "ready": true })).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "ready": false, "reason": "the model is loading" })),
-        )
-            .into_response()
+        return Json(serde_json::json!({ "ready": true })).into_response();
     }
+    let reason = if state.worker.has_failed() {
+        "no worker is left (see the log): restart exitwise"
+    } else {
+        "the model is loading"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "ready": false, "reason": reason })),
+    )
+        .into_response()
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
@@ -399,12 +403,20 @@ async fn answer(
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
             }
         })?;
-    let answers = answer.await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the model thread stopped before answering",
-        )
-    })?;
+    let answers = answer
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the model thread stopped before answering",
+            )
+        })?
+        .map_err(|panic| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("exitwise failed on this request (a bug, logged): {panic}"),
+            )
+        })?;
     let mut records = Vec::with_capacity(answers.len());
     for answer in answers {
         records.push(

@@ -3,6 +3,7 @@
 //! room in the queue: a full queue is an immediate refusal, which the HTTP layer answers with
 //! 429.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -12,8 +13,8 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::classifier::Classifier;
-use crate::classifier::ResultRecord;
+use crate::classifier::parallel::{StartFailure, panic_message, start_sessions};
+use crate::classifier::{Classifier, ResultRecord};
 use crate::engine::{Model, ModelFacts, ModelOptions, Session, SessionOptions};
 use crate::exit::PolicyConfig;
 use crate::formats::Format;
@@ -54,8 +55,12 @@ pub struct Job {
     /// The exit setting.
     pub config: PolicyConfig,
     /// Where the answers go; a closed receiver (the client left) skips the job.
-    pub respond: oneshot::Sender<Vec<Result<ResultRecord, String>>>,
+    pub respond: oneshot::Sender<JobAnswer>,
 }
+
+/// The answer to a job: a record or the reason there is none, per document; or, when
+/// classifying the job panicked (a bug), what the panic said.
+pub type JobAnswer = Result<Vec<Result<ResultRecord, String>>, String>;
 
 /// Why a job was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +95,7 @@ pub struct Worker {
     ready: Arc<AtomicBool>,
     depth: Arc<AtomicUsize>,
     facts: Arc<OnceLock<(ModelFacts, String)>>,
+    live: Arc<AtomicUsize>,
     workers: usize,
 }
 
@@ -107,11 +113,13 @@ impl Worker {
         let ready = Arc::new(AtomicBool::new(false));
         let depth = Arc::new(AtomicUsize::new(0));
         let facts = Arc::new(OnceLock::new());
+        let live = Arc::new(AtomicUsize::new(0));
         let thread = {
             let shared = Shared {
                 ready: Arc::clone(&ready),
                 depth: Arc::clone(&depth),
                 facts: Arc::clone(&facts),
+                live: Arc::clone(&live),
             };
             std::thread::Builder::new()
                 .name("exitwise-model".into())
@@ -125,6 +133,7 @@ impl Worker {
             ready,
             depth,
             facts,
+            live,
             workers,
         })
     }
@@ -144,9 +153,15 @@ impl Worker {
         self.facts.get().map(|(_, placement)| placement.as_str())
     }
 
-    /// Whether the model and pack are loaded.
+    /// Whether the model and pack are loaded and a worker takes jobs.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether every worker has stopped after the model was ready (each failed to start a new
+    /// session after a panic): the server answers nothing more until it is restarted.
+    pub fn has_failed(&self) -> bool {
+        self.facts.get().is_some() && self.live.load(Ordering::Acquire) == 0 && !self.is_ready()
     }
 
     /// Jobs waiting in the queue.
@@ -182,8 +197,10 @@ impl Worker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        if let Some(thread) = thread
+            && let Err(payload) = thread.join()
+        {
+            tracing::error!("the model thread panicked: {}", panic_message(&*payload));
         }
     }
 }
@@ -199,6 +216,8 @@ struct Shared {
     ready: Arc<AtomicBool>,
     depth: Arc<AtomicUsize>,
     facts: Arc<OnceLock<(ModelFacts, String)>>,
+    /// Workers still taking jobs.
+    live: Arc<AtomicUsize>,
 }
 
 fn run(
@@ -254,81 +273,81 @@ fn run(
     };
     // One receiver for every worker: each takes the next job when it is free.
     let receiver = Mutex::new(receiver);
-    let (started, started_receiver) = std::sync::mpsc::channel::<Result<(), String>>();
-    let options = &options;
+    let context = WorkerContext {
+        model: &model,
+        session_options: &session_options,
+        options: &options,
+        pack,
+        metrics,
+        receiver: &receiver,
+        shared,
+        first_config,
+    };
+    let context = &context;
     std::thread::scope(|scope| {
-        let mut failure = None;
-        let mut spawned_threads = 0;
-        for number in 1..=workers {
-            let started = started.clone();
-            let (model, session_options, receiver) = (&model, &session_options, &receiver);
-            let spawned = std::thread::Builder::new()
-                .name(format!("exitwise-session-{number}"))
-                .spawn_scoped(scope, move || {
-                    let session = match Session::new(model, session_options) {
-                        Ok(session) => session,
-                        Err(error) => {
-                            let _ = started.send(Err(format!(
-                                "cannot create session {number} of {workers} (fewer workers need less memory): {error}"
-                            )));
-                            return;
-                        }
-                    };
-                    let _ = started.send(Ok(()));
-                    drop(started);
-                    let classifier = Classifier::new(session, pack, first_config);
-                    take_jobs(classifier, model, options, pack, metrics, receiver, shared);
-                });
-            match spawned {
-                Ok(_) => spawned_threads += 1,
-                Err(error) => {
-                    failure = Some(format!("cannot start session thread {number}: {error}"));
-                    break;
-                }
+        let started = start_sessions(
+            scope,
+            &model,
+            &session_options,
+            "exitwise-session",
+            workers,
+            |number| move |session| take_jobs(number, session, context),
+        );
+        let handles = match started {
+            Ok(handles) => handles,
+            Err(StartFailure::Session { number, cause }) => {
+                on_ready(Err(format!(
+                    "cannot create session {number} of {workers} (fewer workers need less memory): {cause}"
+                )));
+                return;
             }
-        }
-        drop(started);
-        for _ in 0..spawned_threads {
-            if failure.is_some() {
-                break;
+            Err(StartFailure::Thread(reason)) => {
+                on_ready(Err(reason));
+                return;
             }
-            match started_receiver.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(reason)) => {
-                    failure = Some(reason);
-                    break;
-                }
-                Err(_) => {
-                    failure = Some("a session thread stopped as it started".to_string());
-                    break;
-                }
-            }
-        }
-        if let Some(reason) = failure {
-            // The queue is closed to the workers that did start: their `recv` fails once the
-            // handle drops the sender, which it does when the server ends on this error.
-            on_ready(Err(reason));
-            return;
-        }
+        };
         let placement = model.placement();
         tracing::info!("the model's layers run on: {placement}; {workers} worker(s)");
+        shared.live.store(workers, Ordering::Release);
         let _ = shared.facts.set((model.facts().clone(), placement));
         shared.ready.store(true, Ordering::Release);
         on_ready(Ok(model.facts().clone()));
+        for handle in handles {
+            if let Err(payload) = handle.join() {
+                tracing::error!("a worker panicked: {}", panic_message(&*payload));
+            }
+        }
     });
 }
 
-/// A worker's loop: ends when every sender is gone and the queue is empty, so queued jobs are
-/// all answered.
-fn take_jobs(
-    mut classifier: Classifier<'_, '_>,
-    model: &Model,
-    options: &WorkerOptions,
-    pack: &AdapterPack,
-    metrics: &Metrics,
-    receiver: &Mutex<Receiver<Job>>,
-    shared: &Shared,
-) {
+/// What every worker reads.
+struct WorkerContext<'a> {
+    model: &'a Model,
+    session_options: &'a SessionOptions,
+    options: &'a WorkerOptions,
+    pack: &'a AdapterPack,
+    metrics: &'a Metrics,
+    receiver: &'a Mutex<Receiver<Job>>,
+    shared: &'a Shared,
+    first_config: PolicyConfig,
+}
+
+/// Worker `number`'s loop: ends when every sender is gone and the queue is empty, so queued
+/// jobs are all answered. A job that panics (a bug) is answered with the panic's message and
+/// the worker goes on with a new session, since the old one's state is unknown; when no new
+/// session can be made, the worker stops, and with the last one the server stops being ready.
+fn take_jobs(number: usize, session: Session<'_>, context: &WorkerContext<'_>) {
+    let WorkerContext {
+        model,
+        session_options,
+        pack,
+        metrics,
+        receiver,
+        shared,
+        first_config,
+        ..
+    } = *context;
+    let mut classifier = Classifier::new(session, pack, first_config);
     loop {
         // One worker waits on the queue at a time; the others wait for the lock.
         let next = receiver
@@ -341,36 +360,115 @@ fn take_jobs(
             metrics.record_abandoned();
             continue;
         }
-        classifier.set_config(job.config);
-        let mut answers = Vec::with_capacity(job.documents.len());
-        for JobDocument {
-            id,
-            text,
-            format,
-            encoding,
-        } in &job.documents
-        {
-            let started = Instant::now();
-            let answer = match prepare_document(model, text, options.token_limit) {
-                Ok(document) => classifier
-                    .classify(&document)
-                    .map_err(|error| format!("cannot classify `{id}`: {error}")),
-                Err(DocumentError::Empty) => Err(format!("the document `{id}` is empty")),
-                Err(error) => Err(format!("cannot read `{id}`: {error}")),
-            };
-            answers.push(answer.map(|result| {
-                metrics.record_document(&result);
-                ResultRecord::new(
-                    id,
-                    *format,
-                    *encoding,
-                    &pack.manifest.labels,
-                    &result,
-                    started.elapsed().as_secs_f64() * 1e3,
-                )
-            }));
+        let Job {
+            documents,
+            config,
+            respond,
+        } = job;
+        let panic = respond_catching_panics(respond, || {
+            classifier.set_config(config);
+            answer_documents(&mut classifier, &documents, context)
+        });
+        if let Some(message) = &panic {
+            tracing::error!("worker {number} panicked on a request (a bug): {message}");
         }
-        // The client may have gone meanwhile; nothing to do then.
-        let _ = job.respond.send(answers);
+        if panic.is_some() {
+            match Session::new(model, session_options) {
+                Ok(session) => classifier = Classifier::new(session, pack, first_config),
+                Err(error) => {
+                    tracing::error!(
+                        "worker {number} stops: cannot create a new session after the panic: {error}"
+                    );
+                    if shared.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        shared.ready.store(false, Ordering::Release);
+                        tracing::error!(
+                            "no worker is left: requests are refused until exitwise is restarted"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends what `work` answers to `respond`, or, when it panics, the panic's message (the client
+/// gets a 500 with it, instead of a dropped request); answers that message.
+fn respond_catching_panics(
+    respond: oneshot::Sender<JobAnswer>,
+    work: impl FnOnce() -> Vec<Result<ResultRecord, String>>,
+) -> Option<String> {
+    let answers = std::panic::catch_unwind(AssertUnwindSafe(work))
+        .map_err(|payload| panic_message(&*payload));
+    let panic = answers.as_ref().err().cloned();
+    // The client may have gone meanwhile; nothing to do then.
+    let _ = respond.send(answers);
+    panic
+}
+
+/// The answer to each of a job's documents.
+fn answer_documents(
+    classifier: &mut Classifier<'_, '_>,
+    documents: &[JobDocument],
+    context: &WorkerContext<'_>,
+) -> Vec<Result<ResultRecord, String>> {
+    let (model, options, pack, metrics) = (
+        context.model,
+        context.options,
+        context.pack,
+        context.metrics,
+    );
+    let mut answers = Vec::with_capacity(documents.len());
+    for JobDocument {
+        id,
+        text,
+        format,
+        encoding,
+    } in documents
+    {
+        let started = Instant::now();
+        let answer = match prepare_document(model, text, options.token_limit) {
+            Ok(document) => classifier
+                .classify(&document)
+                .map_err(|error| format!("cannot classify `{id}`: {error}")),
+            Err(DocumentError::Empty) => Err(format!("the document `{id}` is empty")),
+            Err(error) => Err(format!("cannot read `{id}`: {error}")),
+        };
+        answers.push(answer.map(|result| {
+            metrics.record_document(&result);
+            ResultRecord::new(
+                id,
+                *format,
+                *encoding,
+                &pack.manifest.labels,
+                &result,
+                started.elapsed().as_secs_f64() * 1e3,
+            )
+        }));
+    }
+    answers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_is_answered_with_its_message() {
+        let (respond, mut answer) = oneshot::channel();
+        let panic = respond_catching_panics(respond, || panic!("a head read past its row"));
+        assert_eq!(panic.as_deref(), Some("a head read past its row"));
+        assert_eq!(
+            answer.try_recv().expect("answered"),
+            Err("a head read past its row".to_string())
+        );
+
+        let (respond, mut answer) = oneshot::channel();
+        let panic = respond_catching_panics(respond, || vec![Err("empty".to_string())]);
+        assert_eq!(panic, None);
+        assert_eq!(
+            answer.try_recv().expect("answered"),
+            Ok(vec![Err("empty".to_string())])
+        );
     }
 }

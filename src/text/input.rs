@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::dataset::{FieldNames, value_text};
+use crate::dataset::{FieldNames, json_object, text_field, value_text};
 use crate::formats::mailbox::{Mailbox, MailboxMessage, read_line_bounded};
 use crate::formats::{
     Detected, Extracted, Format, MOST_CONTAINER_BYTES, ReadError, ReadOptions, SNIFF_BYTES,
@@ -487,24 +487,15 @@ fn trim_partial_character(bytes: &mut Vec<u8>) {
 
 /// A JSON Lines record as a document: its text field, and its id field when present.
 fn json_item(line: &str, fields: &FieldNames, default_id: String) -> InputDocument {
-    let value: serde_json::Value = match serde_json::from_str(line) {
-        Ok(value) => value,
-        Err(error) => {
-            return InputDocument::failed(
-                default_id,
-                Some(Format::Text),
-                format!("invalid JSON: {error}"),
-            );
-        }
+    let record = match json_object(line) {
+        Ok(record) => record,
+        Err(reason) => return InputDocument::failed(default_id, Some(Format::Text), reason),
     };
-    let id = value
+    let id = record
         .get(&fields.id)
         .and_then(value_text)
         .unwrap_or(default_id);
-    let text = match value.get(&fields.text) {
-        Some(serde_json::Value::String(text)) => Ok(text.clone()),
-        _ => Err(format!("no string field `{}`", fields.text)),
-    };
+    let text = text_field(&record, &fields.text);
     InputDocument {
         id,
         format: Some(Format::Text),

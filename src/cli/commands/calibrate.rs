@@ -114,10 +114,7 @@ pub fn run(args: &CalibrateArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             out.display()
         );
     }
-    if out.exists()
-        && !out.join(MANIFEST_FILE).exists()
-        && std::fs::read_dir(&out).is_ok_and(|mut entries| entries.next().is_some())
-    {
+    if !AdapterPack::may_write_into(&out) {
         bail!(
             "refusing to write the pack into `{}`: the folder exists and is not a pack",
             out.display()

@@ -13,13 +13,13 @@ use exitwise::features::cache::FeatureCache;
 use exitwise::features::extraction::{FeatureSource, load_prefix_sets};
 use exitwise::features::lexical::DEFAULT_BUCKETS;
 use exitwise::heads::{TrainedHeads, train_heads};
+use exitwise::pack::AdapterPack;
 use exitwise::pack::assemble::{PackDescription, TrainingData, assemble};
 use exitwise::pack::calibrate::{
     CalibrationOptions, DocumentTokens, calibrate_pack, dataset_tokens, labelled_grids,
     learn_exit_decisions, out_of_fold_grids,
 };
 use exitwise::pack::layer_zero::{LabelledTokens, train_layer_zero};
-use exitwise::pack::{AdapterPack, MANIFEST_FILE};
 use exitwise::text::DEFAULT_TOKEN_LIMIT;
 
 use crate::cli::feature_source::cached_features;
@@ -177,9 +177,7 @@ pub fn run(args: &TrainArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     let dev = Dataset::read(&args.dev, &fields, args.max_dev_docs)?;
     dev.check_labels_within(&labels)?;
     if let Some(out) = &args.out
-        && out.exists()
-        && !out.join(MANIFEST_FILE).exists()
-        && std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some())
+        && !AdapterPack::may_write_into(out)
     {
         bail!(
             "refusing to write the pack into `{}`: the folder exists and is not a pack",
