@@ -12,10 +12,13 @@ Writes SERIES.csv and SERIES.svg (memory and p99 per minute) into OUT, and print
 resident memory after the warm-up (first 5 minutes) and the p99 range.
 
 Usage: scripts/soak.py [--minutes 30] [--documents 10000] [--out soak] [--only serve|classify]
+                       [--skip N] [--repeat K] [--jobs J]
+       scripts/soak.py --plot OUT/serve.csv OUT2/classify.csv --out DIR   (plot earlier runs)
 Environment: EXITWISE_BIN (default target/release/exitwise); wrk must be installed.
 """
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -91,25 +94,31 @@ def soak_serve(binary: str, minutes: int, out: str) -> list[dict]:
     return rows
 
 
-def soak_classify(binary: str, documents: int, out: str) -> list[dict]:
+def soak_classify(binary: str, documents: int, out: str, skip: int = 0,
+                  repeat: int = 1, jobs: int | None = None) -> list[dict]:
     shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
     inputs = os.path.join(out, "documents.jsonl")
+    chosen = []
+    for name in DATA:
+        path = os.path.join(shared, name)
+        if not os.path.exists(path):
+            continue
+        for line in open(path):
+            chosen.append((name, json.loads(line)["text"]))
+    chosen = chosen[skip:skip + documents]
     written = 0
     with open(inputs, "w") as target:
-        for name in DATA:
-            path = os.path.join(shared, name)
-            if not os.path.exists(path):
-                continue
-            for line in open(path):
-                if written == documents:
-                    break
-                record = json.loads(line)
-                target.write(json.dumps({"id": f"{name}:{written}", "text": record["text"]}) + "\n")
+        # The same documents `repeat` times: memory that grows from one pass to the next is
+        # held by something, not pages of buffers that larger documents touch first.
+        for run in range(repeat):
+            for number, (name, text) in enumerate(chosen):
+                target.write(json.dumps({"id": f"{name}:{skip + number}:{run}", "text": text}) + "\n")
                 written += 1
     output = os.path.join(out, "records.jsonl")
     if os.path.exists(output):
         os.remove(output)
-    process = subprocess.Popen([binary, "classify", "--jsonl", "-o", output, inputs],
+    jobs_option = ["--jobs", str(jobs)] if jobs else []
+    process = subprocess.Popen([binary, "classify", "--jsonl", *jobs_option, "-o", output, inputs],
                                stderr=open(os.path.join(out, "classify.log"), "w"))
     rows = []
     started = time.monotonic()
@@ -177,20 +186,44 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=10000)
     parser.add_argument("--out", default="soak")
     parser.add_argument("--only", choices=["serve", "classify"])
+    parser.add_argument("--skip", type=int, default=0,
+                        help="classify: leave out the first SKIP documents of the selection")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="classify: the same documents REPEAT times in the one process")
+    parser.add_argument("--jobs", type=int,
+                        help="classify: sessions (default: classify's own, one per CPU)")
+    parser.add_argument("--plot", nargs="+", metavar="CSV",
+                        help="plot these series (serve.csv, classify.csv of earlier runs) into "
+                             "OUT/soak.svg, running nothing")
     arguments = parser.parse_args()
+    if arguments.plot:
+        os.makedirs(arguments.out, exist_ok=True)
+        series = {}
+        for path in arguments.plot:
+            with open(path, newline="") as source:
+                rows = list(csv.DictReader(source))
+            for row in rows:
+                for key in ("minute", "rss_mb", "p99_ms"):
+                    if key in row:
+                        row[key] = float(row[key]) if key != "minute" else int(row[key])
+            series[os.path.splitext(os.path.basename(path))[0]] = rows
+            print(f"{path}: resident memory after the warm-up: {growth(rows)}")
+        svg(series, os.path.join(arguments.out, "soak.svg"))
+        return 0
     binary = os.path.abspath(os.environ.get("EXITWISE_BIN", "target/release/exitwise"))
     os.makedirs(arguments.out, exist_ok=True)
     series = {}
     if arguments.only in (None, "serve"):
         series["serve"] = soak_serve(binary, arguments.minutes, arguments.out)
     if arguments.only in (None, "classify"):
-        series["classify"] = soak_classify(binary, arguments.documents, arguments.out)
+        series["classify"] = soak_classify(binary, arguments.documents, arguments.out,
+                                           arguments.skip, arguments.repeat, arguments.jobs)
     for name, rows in series.items():
-        with open(os.path.join(arguments.out, f"{name}.csv"), "w") as target:
+        with open(os.path.join(arguments.out, f"{name}.csv"), "w", newline="") as target:
             if rows:
-                target.write(",".join(rows[0]) + "\n")
-                for row in rows:
-                    target.write(",".join(str(value) for value in row.values()) + "\n")
+                writer = csv.DictWriter(target, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
         print(f"{name}: resident memory after the warm-up: {growth(rows)}")
         if rows and "p99_ms" in rows[0]:
             p99 = [row["p99_ms"] for row in rows]

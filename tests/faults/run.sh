@@ -71,6 +71,16 @@ expect_error "calibrate --out" "$WORK/full/pack" \
 for file in adapter.toml heads.safetensors; do
   no_partial_under_final_name "calibrate --out" "$WORK/full/pack/$file" ""
 done
+# train: the feature cache on the full disk; what it holds is whole, and a run with room
+# goes on from it.
+expect_error "train (feature cache)" "$WORK/full/cache" \
+  "$BIN" train --model "$MODEL" --train tests/fixtures/reviews-train.jsonl \
+  --dev tests/fixtures/reviews-dev.jsonl --out "$WORK/train-full" --cache-dir "$WORK/full/cache"
+cp -r "$WORK/full/cache" "$WORK/roomy-cache"
+"$BIN" train --model "$MODEL" --train tests/fixtures/reviews-train.jsonl \
+  --dev tests/fixtures/reviews-dev.jsonl --out "$WORK/train-full" --cache-dir "$WORK/roomy-cache" \
+  >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; fail "train from a cache a full disk stopped"; }
+pass "train (feature cache): a run with room goes on from what the full disk kept"
 # classify -o: records that cannot be written stop the run.
 python3 -c "
 import json
