@@ -139,40 +139,39 @@ pack_is_whole_or_absent() { # label folder model
       { cat "$WORK/err"; fail "$1 left a pack that neither loads nor says it was interrupted"; }
   fi
 }
+# Kills a pack writer after a random delay in [LOW, HIGH] s, checks what it left, runs it again
+# and classifies with the pack it writes.
+kill_pack_writer_and_rerun() { # label low high pack model command...
+  local label=$1 low=$2 high=$3 pack=$4 model=$5 delay
+  shift 5
+  delay=$(python3 -c "import random; print(round(random.uniform($low, $high), 2))")
+  "$@" >/dev/null 2>&1 &
+  sleep "$delay"; kill -9 $! 2>/dev/null || true; wait $! 2>/dev/null || true
+  pack_is_whole_or_absent "$label killed after $delay s" "$pack" "$model"
+  "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; fail "$label after a kill at $delay s"; }
+  "$BIN" classify --adapters "$pack" --model "$model" examples/review.txt >/dev/null 2>"$WORK/err" ||
+    { cat "$WORK/err"; fail "the pack $label wrote again after a kill does not classify"; }
+  pass "$label killed after $delay s: the rerun succeeds and its pack classifies"
+}
 GEMMA=$(realpath models/gemma3-270m.gguf)
 for attempt in 1 2; do
   # train: killed while extracting features, fitting or saving; the rerun resumes from the
   # feature cache (a torn record is extracted again) and writes a whole pack.
   rm -rf "$WORK/trained" && mkdir -p "$WORK/trained"
-  train=("$BIN" train --model "$MODEL" --train tests/fixtures/reviews-train.jsonl
-    --dev tests/fixtures/reviews-dev.jsonl --out "$WORK/trained/pack" --cache-dir "$WORK/trained/cache")
-  delay=$(python3 -c "import random; print(round(random.uniform(0.5, 15.0), 2))")
-  "${train[@]}" >/dev/null 2>&1 &
-  sleep "$delay"; kill -9 $! 2>/dev/null || true; wait $! 2>/dev/null || true
-  pack_is_whole_or_absent "train killed after $delay s" "$WORK/trained/pack" "$MODEL"
-  "${train[@]}" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; fail "train after a kill at $delay s"; }
-  "$BIN" classify --adapters "$WORK/trained/pack" --model "$MODEL" examples/review.txt >/dev/null 2>"$WORK/err" ||
-    { cat "$WORK/err"; fail "the pack trained again after a kill does not classify"; }
-  pass "train killed after $delay s: the rerun succeeds and its pack classifies"
-
+  kill_pack_writer_and_rerun train 0.5 15.0 "$WORK/trained/pack" "$MODEL" \
+    "$BIN" train --model "$MODEL" --train tests/fixtures/reviews-train.jsonl \
+    --dev tests/fixtures/reviews-dev.jsonl --out "$WORK/trained/pack" --cache-dir "$WORK/trained/cache"
   # calibrate in place: the pack is replaced file by file; killed at any point it is the old
   # pack, the new one, or refused as interrupted, and the rerun succeeds.
   rm -rf "$WORK/calibrated" && mkdir -p "$WORK/calibrated"
   cp -r adapters/gemma3-270m-imdb "$WORK/calibrated/pack"
-  calibrate=("$BIN" calibrate "$WORK/calibrated/pack" --dev tests/fixtures/reviews-dev.jsonl
-    --model "$GEMMA" --cache-dir "$WORK/calibrated/cache" --force)
-  delay=$(python3 -c "import random; print(round(random.uniform(0.2, 4.0), 2))")
-  "${calibrate[@]}" >/dev/null 2>&1 &
-  sleep "$delay"; kill -9 $! 2>/dev/null || true; wait $! 2>/dev/null || true
-  pack_is_whole_or_absent "calibrate killed after $delay s" "$WORK/calibrated/pack" "$GEMMA"
-  "${calibrate[@]}" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; fail "calibrate after a kill at $delay s"; }
-  "$BIN" classify --adapters "$WORK/calibrated/pack" --model "$GEMMA" examples/review.txt >/dev/null 2>"$WORK/err" ||
-    { cat "$WORK/err"; fail "the pack calibrated again after a kill does not classify"; }
-  pass "calibrate killed after $delay s: the rerun succeeds and its pack classifies"
+  kill_pack_writer_and_rerun calibrate 0.2 4.0 "$WORK/calibrated/pack" "$GEMMA" \
+    "$BIN" calibrate "$WORK/calibrated/pack" --dev tests/fixtures/reviews-dev.jsonl \
+    --model "$GEMMA" --cache-dir "$WORK/calibrated/cache" --force
 done
 
 # The window between the two renames of a pack, made on purpose: new weights beside the old
-# manifest are refused with the reason, and writing the pack again mends it.
+# manifest are refused with the reason (the kills above show that writing it again mends it).
 rm -rf "$WORK/torn" && mkdir -p "$WORK/torn"
 cp -r "$WORK/trained/pack" "$WORK/torn/pack"
 python3 - "$WORK/torn/pack/heads.safetensors" <<'PY'
