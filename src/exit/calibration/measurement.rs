@@ -1,11 +1,12 @@
 //! Simulating settings over the calibration documents: each one's accuracy, cost and losses,
 //! many settings at once over several threads.
 
+use serde::{Deserialize, Serialize};
+
 use crate::exit::grid::DocumentGrid;
 use crate::exit::learned::ExitModels;
 use crate::exit::policy::simulate;
 use crate::exit::setting::PolicyConfig;
-use serde::{Deserialize, Serialize};
 
 /// What counts as a lost document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

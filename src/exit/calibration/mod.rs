@@ -20,9 +20,9 @@
 //! computes, summed over all documents (long documents weigh what they cost). The search runs
 //! over probability grids; [`crate::pack`] builds them from cached features.
 //!
-//! The work is split by what it does: [`measurement`] simulates settings over the calibration
-//! documents (quality, cost, losses); [`sequences`] lays out the settings searched and the
-//! order they are tested in; [`operating_points`] chooses each policy's setting per budget.
+//! The work is split by what it does: `measurement.rs` simulates settings over the calibration
+//! documents (quality, cost, losses); `sequences.rs` lays out the settings searched and the
+//! order they are tested in; `operating_points.rs` chooses each policy's setting per budget.
 
 mod measurement;
 mod operating_points;
