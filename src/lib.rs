@@ -10,7 +10,7 @@
 //! | [`formats`] | a file's bytes become the text a person reads: mail and mailboxes, web pages, PDF, DOCX, ODT, plain text in any common encoding; recognised by content, each read by a kept crate, bounded in size, time and memory |
 //! | [`gguf`] | parses and validates a GGUF file's header before llama.cpp sees the file |
 //! | [`engine`] | llama.cpp: models, sessions that tap every layer's hidden states and stop the graph, quantization. The only module with `unsafe` |
-//! | [`catalog`], [`dataset`], [`locations`], [`durable`], [`digest`] | the models exitwise can fetch; labelled data files (JSON Lines, CSV, TSV); where models and packs are looked up; files written so that a crash or a power loss never leaves half of one; SHA-256 as lowercase hex |
+//! | [`catalog`], [`dataset`], [`locations`], [`durable`], [`digest`], [`threads`] | the models exitwise can fetch; labelled data files (JSON Lines, CSV, TSV); where models and packs are looked up; files written so that a crash or a power loss never leaves half of one; SHA-256 as lowercase hex; work spread over threads without losing a panic |
 //! | [`text`] | a text becomes sentences, and sentences become the model's tokens under a token limit |
 //! | [`features`] | per-layer features of sentence prefixes, their on-disk cache, and the extraction that fills it |
 //! | [`heads`] | one calibrated logistic-regression head per layer, and how they are trained |
@@ -47,3 +47,4 @@ pub mod locations;
 pub mod pack;
 pub mod server;
 pub mod text;
+pub mod threads;

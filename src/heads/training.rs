@@ -20,6 +20,7 @@ use super::logistic::{
 };
 use crate::features::FeatureKind;
 use crate::features::extraction::PrefixSet;
+use crate::threads::map_in_parallel;
 
 /// L2 penalties tried per layer, strongest first (each fit starts from the previous one).
 /// On the IMDB pack most layers chose the strongest penalty of a grid that started at 0.1, so
@@ -296,39 +297,20 @@ pub fn train_heads(
     threads: usize,
     progress: &(dyn Fn(usize) + Sync),
 ) -> TrainedHeads {
-    let layers = train.layers.len();
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let layers: Vec<usize> = (0..train.layers.len()).collect();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(vec![None; layers]);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, layers.max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let layer = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if layer >= layers {
-                        break;
-                    }
-                    let trained = train_layer(train, dev, layer, classes);
-                    if let Ok(mut results) = results.lock() {
-                        results[layer] = Some(trained);
-                    }
-                    progress(done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
-                }
-            });
-        }
+    let results = map_in_parallel(&layers, threads, |&layer| {
+        let trained = train_layer(train, dev, layer, classes);
+        progress(done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
+        trained
     });
     let mut trained = TrainedHeads {
         kind: train.kind,
-        heads: Vec::with_capacity(layers),
-        reports: Vec::with_capacity(layers),
-        out_of_fold: Vec::with_capacity(layers),
+        heads: Vec::with_capacity(layers.len()),
+        reports: Vec::with_capacity(layers.len()),
+        out_of_fold: Vec::with_capacity(layers.len()),
     };
-    for (head, report, out_of_fold) in results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-    {
+    for (head, report, out_of_fold) in results {
         trained.heads.push(head);
         trained.reports.push(report);
         trained.out_of_fold.push(out_of_fold);

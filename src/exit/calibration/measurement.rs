@@ -7,6 +7,7 @@ use crate::exit::grid::DocumentGrid;
 use crate::exit::learned::ExitModels;
 use crate::exit::policy::simulate;
 use crate::exit::setting::PolicyConfig;
+use crate::threads::map_in_parallel;
 
 /// What counts as a lost document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -158,53 +159,6 @@ pub(super) fn tally_all(
     threads: usize,
 ) -> Vec<Tally> {
     map_in_parallel(configs, threads, |config| tally(config, set))
-}
-
-/// `work` applied to every item on up to `threads` threads, results in the items' order.
-///
-/// Threads take the next item when they are free (settings differ in cost by orders of
-/// magnitude and the costly ones sit together in the list, so fixed chunks would leave one
-/// thread with most of the work). A panic in `work` is not swallowed: it reaches the caller
-/// once the other threads stopped, so no result can shift onto another item.
-pub(super) fn map_in_parallel<Item: Sync, Output: Send>(
-    items: &[Item],
-    threads: usize,
-    work: impl Fn(&Item) -> Output + Sync,
-) -> Vec<Output> {
-    let threads = threads.clamp(1, items.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (next, work) = (&next, &work);
-    let mut numbered: Vec<(usize, Output)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(index) else {
-                            return done;
-                        };
-                        done.push((index, work(item)));
-                    }
-                })
-            })
-            .collect();
-        let mut numbered = Vec::with_capacity(items.len());
-        let mut panic = None;
-        for handle in handles {
-            match handle.join() {
-                Ok(done) => numbered.extend(done),
-                Err(payload) => panic = Some(payload),
-            }
-        }
-        if let Some(payload) = panic {
-            std::panic::resume_unwind(payload);
-        }
-        numbered
-    });
-    numbered.sort_unstable_by_key(|(index, _)| *index);
-    assert_eq!(numbered.len(), items.len(), "every item has its result");
-    numbered.into_iter().map(|(_, output)| output).collect()
 }
 
 /// Measures every setting, spreading them over `threads` threads; results in order.

@@ -1,6 +1,5 @@
 //! Unit tests of the calibration, on small hand-made grids.
 
-use super::measurement::map_in_parallel;
 use super::sequences::{frontier, thin};
 use super::*;
 use crate::exit::bound::clopper_pearson_upper;
@@ -27,41 +26,6 @@ fn exit_sequence(
         rules,
         configs: frontier(&configs, &measured, &|_| true),
     }
-}
-
-#[test]
-fn parallel_tallies_keep_the_order_and_a_panic_fails_the_whole_run() {
-    let items: Vec<u64> = (0..50).collect();
-    // Costs that differ a lot, the costly ones together: results still in order.
-    let squares = map_in_parallel(&items, 3, |&item| {
-        if item < 5 {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        item * item
-    });
-    assert_eq!(
-        squares,
-        items.iter().map(|item| item * item).collect::<Vec<_>>()
-    );
-    // One panicking item: the caller panics with its message, never gets the others'
-    // results shifted onto the wrong items.
-    let outcome = std::panic::catch_unwind(|| {
-        map_in_parallel(&items, 3, |&item| {
-            assert!(item != 17, "setting 17 is broken");
-            item
-        })
-    });
-    let payload = outcome.expect_err("the panic reaches the caller");
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_string())
-        })
-        .unwrap_or_default();
-    assert_eq!(message, "setting 17 is broken");
 }
 
 /// Documents whose cells get confident (and right) from `confident_from` layer on, wrong and
