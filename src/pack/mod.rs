@@ -112,15 +112,6 @@ fn with_heads_line(manifest: &str, heads_sha256: &str) -> String {
     format!("{first}\n{HEADS_SHA256_KEY} = \"{heads_sha256}\"\n{rest}")
 }
 
-/// The weights' hash an `adapter.toml` records, if it records one.
-fn recorded_heads_sha256(manifest: &str) -> Option<String> {
-    toml::from_str::<toml::Table>(manifest)
-        .ok()?
-        .get(HEADS_SHA256_KEY)?
-        .as_str()
-        .map(str::to_string)
-}
-
 /// `manifest` without the weights' hash line, for [`PackManifest`], which does not know it.
 fn without_heads_line(manifest: &str) -> std::borrow::Cow<'_, str> {
     let prefix = format!("{HEADS_SHA256_KEY} =");
@@ -179,8 +170,9 @@ impl AdapterPack {
         };
         // Read the version first, so a future format gets the version message rather than a
         // field error.
-        let version = toml::from_str::<toml::Table>(manifest_text)
-            .map_err(|error| manifest_error(error.message().to_string()))?
+        let table = toml::from_str::<toml::Table>(manifest_text)
+            .map_err(|error| manifest_error(error.message().to_string()))?;
+        let version = table
             .get("format_version")
             .and_then(toml::Value::as_integer)
             .ok_or_else(|| manifest_error("no integer `format_version`".into()))?;
@@ -196,7 +188,7 @@ impl AdapterPack {
         let manifest: PackManifest = toml::from_str(&without_heads_line(manifest_text))
             .map_err(|error| manifest_error(error.message().to_string()))?;
         manifest.validate().map_err(manifest_error)?;
-        if let Some(recorded) = recorded_heads_sha256(manifest_text) {
+        if let Some(recorded) = table.get(HEADS_SHA256_KEY).and_then(toml::Value::as_str) {
             let actual = crate::digest::sha256_hex(weights);
             if actual != recorded {
                 return Err(PackError::Weights {
