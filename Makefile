@@ -2,7 +2,8 @@
 #   make run   installs what is missing, builds in release mode, classifies examples/review.txt
 #              and a few lines from stdin with the compiled-in default pack
 #   make test  the same set-up, then the test suite
-#   make dist  the release: a tarball and a Debian package for any x86-64 Linux (dist/)
+#   make dist  the release: a tarball and a Debian package for any x86-64 Linux (dist/);
+#              `make dist ARCH=arm64` cross-compiles the same for arm64 Linux
 #   make dist-test  tries them in a fresh folder with an empty HOME (as CI does)
 #   make deploy-test  checks deploy/: the Kubernetes manifests against the API's schemas, and
 #                   a single-node Slurm (installed and started here, as root) running the job
@@ -18,6 +19,11 @@ EXITWISE := target/release/exitwise
 # Debian packages the build needs: CMake for llama.cpp, libclang (and clang's headers) for bindgen.
 APT_PACKAGES := cmake clang libclang-dev
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# The release's architecture: x86_64 (this machine's) or arm64 (cross-compiled, tried under qemu).
+ARCH ?= x86_64
+# What an arm64 release needs besides the native build: cross compilers, the target's C library
+# and qemu to run the built binary.
+CROSS_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 
 .PHONY: run test setup system-deps build models lint bench clean dist dist-test deploy-test fault-test cuda-plugin vulkan-plugin
 
@@ -65,7 +71,20 @@ bench: setup
 # The release artefacts (scripts/release/dist.sh): WITH_MODELS=1 adds the catalog's models.
 dist: system-deps
 	@command -v dpkg-deb >/dev/null || { echo "error: dpkg-deb not found (Debian package dpkg)" >&2; exit 2; }
-	scripts/release/dist.sh
+	@if [ "$(ARCH)" = arm64 ] || [ "$(ARCH)" = aarch64 ]; then \
+	  missing=""; \
+	  for package in $(CROSS_PACKAGES); do \
+	    dpkg -s "$$package" >/dev/null 2>&1 || missing="$$missing $$package"; \
+	  done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	  fi; \
+	  rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || \
+	    rustup target add aarch64-unknown-linux-gnu; \
+	fi
+	ARCH=$(ARCH) scripts/release/dist.sh
 
 # What a user on an air-gapped machine does with them (scripts/release/smoke-test.sh).
 dist-test: dist models

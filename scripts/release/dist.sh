@@ -1,24 +1,81 @@
 #!/usr/bin/env bash
-# `make dist`: the release artefacts of exitwise for x86-64 Linux, built for every x86-64 CPU:
+# `make dist`: the release artefacts of exitwise for Linux, built for every CPU of the
+# architecture (ARCH=x86_64, the default, or ARCH=arm64, cross-compiled on an x86-64 Debian):
 #
 #   dist/exitwise-VERSION-x86_64-linux.tar.gz   unpack anywhere (e.g. into /usr/local with
-#                                               --strip-components=1) and run bin/exitwise
+#   dist/exitwise-VERSION-aarch64-linux.tar.gz  --strip-components=1) and run bin/exitwise
 #   dist/exitwise_VERSION_amd64.deb             the same files in the FHS layout under /usr
-#   dist/SHA256SUMS                             of both
+#   dist/exitwise_VERSION_arm64.deb
+#   dist/SHA256SUMS                             of every architecture's built so far
 #
 # The binary is built without `-C target-cpu=native`; llama.cpp is built as shared libraries
-# (`scripts/release/portable.cmake`) with ggml's CPU back end once per x86-64 level, of which the
-# binary loads the best the CPU supports at start, as llama.cpp's own releases do. Models are not included (licences,
-# size) unless WITH_MODELS=1. Needs what `make build` needs, plus dpkg-deb.
+# (`scripts/release/portable.cmake`) with ggml's CPU back end once per CPU level of the
+# architecture, of which the binary loads the best the CPU supports at start, as llama.cpp's
+# own releases do. Models are not included (licences, size) unless WITH_MODELS=1. Needs what
+# `make build` needs, plus dpkg-deb; for arm64 also the cross compilers and qemu-user (Debian:
+# gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user) and the Rust
+# target (`rustup target add aarch64-unknown-linux-gnu`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 VERSION=$(scripts/release/version.sh)
-NAME="exitwise-$VERSION-x86_64-linux"
+ARCH=${ARCH:-x86_64}
+# The newest glibc symbol version the binary and libraries may need: Ubuntu 22.04 (2.35), also
+# the base of JetPack 6 on Jetson Orin.
+GLIBC_FLOOR=2.35
+case "$ARCH" in
+  x86_64 | amd64)
+    ARCH=x86_64 DEB_ARCH=amd64 TRIPLE=""
+    # ggml's CPU back end for the x86-64 levels that matter: x64 (the baseline, SSE2 only: any
+    # x86-64 CPU), SSE4.2 (x86-64-v2), AVX2 (haswell: x86-64-v3), AVX-VNNI without AVX-512
+    # (alderlake), AVX-512 (skylakex: x86-64-v4), AVX-512 VNNI/VBMI (icelake; also the best fit
+    # for Zen 4 and Sapphire Rapids, whose AMX kernels crashed on this project's machines, see
+    # .cargo/config.toml). llama.cpp's releases build 14 variants; these six cover the same CPUs
+    # in well under half the build time.
+    VARIANTS="x64 sse42 haswell alderlake skylakex icelake"
+    RUST_FLAGS="-C target-cpu=x86-64"
+    STRIP=strip
+    ;;
+  arm64 | aarch64)
+    ARCH=aarch64 DEB_ARCH=arm64 TRIPLE=aarch64-unknown-linux-gnu
+    # ggml's arm64 levels: ARMv8.0 (any arm64 CPU: Raspberry Pi 4), dot product, + FP16
+    # arithmetic (Jetson Orin, Raspberry Pi 5, Graviton2, Ampere Altra), + SVE, + int8 matrix
+    # multiply (Graviton3), + SVE2 (Graviton4). The ARMv9.2 (SME) ones need a newer GCC than
+    # Debian 12's cross compiler; those CPUs load the SVE2 one.
+    VARIANTS="armv8.0_1 armv8.2_1 armv8.2_2 armv8.2_3 armv8.6_1 armv8.6_2"
+    # No target-cpu: the baseline is the target's own (ARMv8-A). Setting it also keeps
+    # .cargo/config.toml's `native` off this build, as the empty CMake flags keep its x86-only
+    # -mno-amx-* options away from the ARM compiler.
+    RUST_FLAGS=""
+    export CMAKE_C_FLAGS="" CMAKE_CXX_FLAGS=""
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
+    export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+    export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu=--sysroot=/usr/aarch64-linux-gnu
+    # The built binary runs here (man page, completions) under qemu.
+    export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+    STRIP=aarch64-linux-gnu-strip
+    for tool in aarch64-linux-gnu-gcc aarch64-linux-gnu-g++ qemu-aarch64; do
+      command -v "$tool" >/dev/null || {
+        echo "error: \`$tool\` not found: apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" >&2
+        exit 2
+      }
+    done
+    rustup target list --installed 2>/dev/null | grep -qx "$TRIPLE" || {
+      echo "error: the Rust target $TRIPLE is not installed: rustup target add $TRIPLE" >&2
+      exit 2
+    }
+    ;;
+  *) echo "error: ARCH=$ARCH: this release is built for x86_64 or arm64" >&2; exit 2 ;;
+esac
+NAME="exitwise-$VERSION-$ARCH-linux"
 # llama-cpp-sys-2 does not rebuild llama.cpp when portable.cmake changes: the folder is named
 # after the hash of its settings (comments aside) instead.
 settings_hash=$(grep -v '^#' scripts/release/portable.cmake | sha256sum | cut -c1-12)
-TARGET_DIR=${EXITWISE_DIST_TARGET_DIR:-$ROOT/target/portable-$settings_hash}
+TARGET_DIR=${EXITWISE_DIST_TARGET_DIR:-$ROOT/target/portable-$settings_hash${TRIPLE:+-$ARCH}}
+# Cargo's output folder: a cross build adds the target's name.
+BUILD_DIR=$TARGET_DIR/${TRIPLE:+$TRIPLE/}release
 OUT=$ROOT/dist
 WITH_MODELS=${WITH_MODELS:-0}
 
@@ -28,24 +85,23 @@ CARGO_TARGET_DIR=$TARGET_DIR \
   LLAMA_BUILD_SHARED_LIBS=1 \
   CMAKE_PROJECT_INCLUDE=$ROOT/scripts/release/portable.cmake \
   EXITWISE_RELEASE_BUILD=1 \
-  RUSTFLAGS="-C target-cpu=x86-64" \
-  ${CARGO:-cargo} build --release --locked
+  RUSTFLAGS="$RUST_FLAGS" \
+  ${CARGO:-cargo} build --release --locked ${TRIPLE:+--target "$TRIPLE"}
 echo "built in $(($(date +%s) - start)) s"
 
-# ggml's CPU back end for the x86-64 levels that matter, from the same source and settings:
-# x64 (the baseline, SSE2 only: any x86-64 CPU), SSE4.2 (x86-64-v2), AVX2 (haswell:
-# x86-64-v3), AVX-VNNI without AVX-512 (alderlake), AVX-512 (skylakex: x86-64-v4), AVX-512
-# VNNI/VBMI (icelake; also the best fit for Zen 4 and Sapphire Rapids, whose AMX kernels
-# crashed on this project's machines, see .cargo/config.toml). ggml scores each at start and
-# loads the best the CPU supports. llama.cpp's releases build 14 variants; these six cover the
-# same CPUs in well under half the build time.
-VARIANTS="x64 sse42 haswell alderlake skylakex icelake"
+# ggml's CPU back end for the levels above, from the same source and settings; ggml scores each
+# at start and loads the best the CPU supports.
 variants_build=$TARGET_DIR/cpu-variants
 echo "== building ggml's CPU variants: $VARIANTS"
 start=$(date +%s)
 # The whole llama.cpp tree, as the crate's build configures it (the crate's copy of ggml cannot
 # be configured on its own); only the variants' targets are built.
-cmake -S "$(scripts/release/llama-source.sh)" -B "$variants_build" -DCMAKE_BUILD_TYPE=Release \
+cross=()
+if [ -n "$TRIPLE" ]; then
+  cross=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
+    -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++)
+fi
+cmake -S "$(scripts/release/llama-source.sh)" -B "$variants_build" -DCMAKE_BUILD_TYPE=Release "${cross[@]}" \
   -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_NATIVE=OFF \
   -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
   -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_CURL=OFF >"$variants_build.log" 2>&1 ||
@@ -54,16 +110,16 @@ cmake --build "$variants_build" -j "$(nproc)" --target $(printf 'ggml-cpu-%s ' $
   { tail -n 30 "$variants_build.log"; exit 1; }
 echo "built in $(($(date +%s) - start)) s"
 
-binary=$TARGET_DIR/release/exitwise
+binary=$BUILD_DIR/exitwise
 # The newest llama-cpp-sys-2 build holds the libraries this binary was linked against.
-library_folder=$(ls -dt "$TARGET_DIR"/release/build/llama-cpp-sys-2-*/out/lib 2>/dev/null | while read -r folder; do
+library_folder=$(ls -dt "$BUILD_DIR"/build/llama-cpp-sys-2-*/out/lib 2>/dev/null | while read -r folder; do
   [ -e "$folder/libllama.so" ] && { echo "$folder"; break; }
 done)
-[ -n "$library_folder" ] || { echo "error: no libllama.so under $TARGET_DIR/release/build" >&2; exit 2; }
+[ -n "$library_folder" ] || { echo "error: no libllama.so under $BUILD_DIR/build" >&2; exit 2; }
 
 # Only this script's own artefacts are replaced: `dist/plugins/` holds the GPU plug-ins
 # (`make cuda-plugin`, `make vulkan-plugin`), which take far longer to build than the release.
-rm -rf "$OUT/$NAME" "$OUT/$NAME.tar.gz" "$OUT"/exitwise_*_amd64.deb "$OUT/SHA256SUMS"
+rm -rf "$OUT/$NAME" "$OUT/$NAME.tar.gz" "$OUT"/exitwise_*_"$DEB_ARCH".deb "$OUT/SHA256SUMS"
 mkdir -p "$OUT"
 stage=$OUT/$NAME
 echo "== staging $stage"
@@ -72,7 +128,7 @@ mkdir -p "$stage/lib/exitwise"
 # The libraries the binary needs (libllama, libggml, libggml-base: out/lib, each under its
 # SONAME, the name the binary asks for) and the CPU variants. Not the CPU back end of the crate's
 # build (out/build/bin/libggml-cpu.so): ggml's defaults compile it for AVX2 whenever
-# GGML_NATIVE is off, so it is no baseline; the x64 variant is.
+# GGML_NATIVE is off, so it is no baseline; the x64 (armv8.0_1) variant is.
 for library in "$library_folder"/*.so; do
   soname=$(readelf -d "$library" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
   case "$soname" in libmtmd*) continue ;; esac
@@ -81,10 +137,24 @@ done
 for variant in $VARIANTS; do
   cp "$variants_build/bin/libggml-cpu-$variant.so" "$stage/lib/exitwise/"
 done
-strip --strip-unneeded "$stage/bin/exitwise" "$stage/lib/exitwise/"*.so*
+"$STRIP" --strip-unneeded "$stage/bin/exitwise" "$stage/lib/exitwise/"*.so*
 chmod 644 "$stage/lib/exitwise/"*.so*
 
-run() { "$stage/bin/exitwise" "$@"; }
+# The glibc floor: no file may need a symbol version newer than GLIBC_FLOOR.
+newest=$(objdump -T "$stage/bin/exitwise" "$stage/lib/exitwise/"*.so* |
+  grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+if [ "$(printf '%s\n%s\n' "$newest" "$GLIBC_FLOOR" | sort -V | tail -n 1)" != "$GLIBC_FLOOR" ]; then
+  echo "error: the release needs GLIBC_$newest, newer than its floor $GLIBC_FLOOR:" >&2
+  objdump -T "$stage/bin/exitwise" "$stage/lib/exitwise/"*.so* | grep "GLIBC_$newest" >&2
+  exit 1
+fi
+echo "glibc: the newest symbol version needed is GLIBC_$newest (floor $GLIBC_FLOOR)"
+
+if [ -n "$TRIPLE" ]; then
+  run() { qemu-aarch64 "$stage/bin/exitwise" "$@"; }
+else
+  run() { "$stage/bin/exitwise" "$@"; }
+fi
 mkdir -p "$stage/share/man/man1" "$stage/share/bash-completion/completions" \
   "$stage/share/zsh/vendor-completions" "$stage/share/fish/vendor_completions.d"
 run man >"$stage/share/man/man1/exitwise.1"
@@ -128,10 +198,10 @@ installed_kib=$(du -sk "$deb/usr" "$deb/etc" | awk '{total += $1} END {print tot
 cat >"$deb/DEBIAN/control" <<EOF
 Package: exitwise
 Version: $VERSION
-Architecture: amd64
+Architecture: $DEB_ARCH
 Maintainer: exitwise developers <exitwise@localhost>
 Installed-Size: $installed_kib
-Depends: libc6 (>= 2.35), libstdc++6 (>= 11), libgcc-s1
+Depends: libc6 (>= $GLIBC_FLOOR), libstdc++6 (>= 11), libgcc-s1
 Section: utils
 Priority: optional
 Description: classify text with a GGUF language model, stopping early in two dimensions
@@ -141,9 +211,10 @@ Description: classify text with a GGUF language model, stopping early in two dim
 EOF
 echo /etc/exitwise/serve.toml >"$deb/DEBIAN/conffiles"
 (cd "$deb" && find usr etc -type f | LC_ALL=C sort | xargs md5sum >DEBIAN/md5sums)
-dpkg-deb --root-owner-group -Zxz --build "$deb" "$OUT/exitwise_${VERSION}_amd64.deb" >/dev/null
+dpkg-deb --root-owner-group -Zxz --build "$deb" "$OUT/exitwise_${VERSION}_${DEB_ARCH}.deb" >/dev/null
 rm -rf "$deb"
 
-(cd "$OUT" && sha256sum "$NAME.tar.gz" "exitwise_${VERSION}_amd64.deb" >SHA256SUMS)
+# Of every architecture's artefacts of this version that dist/ holds.
+(cd "$OUT" && sha256sum "exitwise-$VERSION-"*-linux.tar.gz "exitwise_${VERSION}_"*.deb >SHA256SUMS)
 rm -rf "$stage"
 ls -l "$OUT"
