@@ -1,5 +1,14 @@
 //! Work spread over threads without losing a panic or an order.
 
+/// What a panic said: its message when it was a string (as `panic!` and `assert!` make it).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}
+
 /// `work` applied to every item on up to `threads` threads, results in the items' order.
 ///
 /// Threads take the next item when they are free (items may differ in cost by orders of
@@ -75,15 +84,6 @@ mod tests {
             })
         });
         let payload = outcome.expect_err("the panic reaches the caller");
-        let message = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| {
-                payload
-                    .downcast_ref::<&str>()
-                    .map(|text| (*text).to_string())
-            })
-            .unwrap_or_default();
-        assert_eq!(message, "setting 17 is broken");
+        assert_eq!(panic_message(&*payload), "setting 17 is broken");
     }
 }

@@ -16,6 +16,7 @@ use std::thread::ScopedJoinHandle;
 use crate::engine::{EngineError, Model, Session, SessionOptions, SessionPlan};
 use crate::exit::PolicyConfig;
 use crate::pack::AdapterPack;
+use crate::threads::panic_message;
 
 use super::Classifier;
 
@@ -357,12 +358,4 @@ fn free_permit(permits: Option<&Receiver<()>>) {
         // Every submitted job sent a permit first: there is one to take.
         let _ = permits.try_recv();
     }
-}
-
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|message| (*message).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_string())
 }

@@ -13,13 +13,14 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::classifier::parallel::{StartFailure, panic_message, start_sessions};
+use crate::classifier::parallel::{StartFailure, start_sessions};
 use crate::classifier::{Classifier, ResultRecord};
 use crate::engine::{Model, ModelFacts, ModelOptions, Session, SessionOptions};
 use crate::exit::PolicyConfig;
 use crate::formats::Format;
 use crate::pack::AdapterPack;
 use crate::text::{DocumentError, prepare_document};
+use crate::threads::panic_message;
 
 use super::metrics::Metrics;
 
