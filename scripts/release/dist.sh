@@ -15,6 +15,12 @@
 # `make build` needs, plus dpkg-deb; for arm64 also the cross compilers and qemu-user (Debian:
 # gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user) and the Rust
 # target (`rustup target add aarch64-unknown-linux-gnu`).
+#
+# `dist.sh --check-toolchain` (`make dist-check`, in CI, which cannot afford the arm64 build:
+# docs/results.md) builds nothing of the release: it checks in a minute that the toolchain this
+# script would use works. A Rust program built for the target (with its linker) runs (under
+# qemu for arm64), llama.cpp's CMake configures with this script's settings and offers every CPU
+# variant below, and ggml's base library compiles for the target.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -79,6 +85,55 @@ BUILD_DIR=$TARGET_DIR/${TRIPLE:+$TRIPLE/}release
 OUT=$ROOT/dist
 WITH_MODELS=${WITH_MODELS:-0}
 
+# llama.cpp's whole tree, as the crate's build configures it (the crate's copy of ggml cannot be
+# configured on its own), for the CPU variants' targets.
+configure_variants() {
+  local folder=$1
+  local cross=()
+  if [ -n "$TRIPLE" ]; then
+    cross=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
+      -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++)
+  fi
+  cmake -S "$(scripts/release/llama-source.sh)" -B "$folder" -DCMAKE_BUILD_TYPE=Release "${cross[@]}" \
+    -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_NATIVE=OFF \
+    -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_CURL=OFF >"$folder.log" 2>&1 ||
+    { tail -n 30 "$folder.log"; exit 1; }
+}
+
+if [ "${1:-}" = --check-toolchain ]; then
+  start=$(date +%s)
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  echo "== the Rust target ${TRIPLE:-of this machine}, its linker and a run"
+  printf '%s\n' 'fn main() {' \
+    '    let sum: u64 = std::thread::spawn(|| (1..=100u64).sum()).join().unwrap();' \
+    '    println!("{} {sum}", std::env::consts::ARCH);' '}' >"$work/check.rs"
+  if [ -n "$TRIPLE" ]; then
+    rustc --edition 2021 --target "$TRIPLE" -C linker=aarch64-linux-gnu-gcc -o "$work/check" "$work/check.rs"
+    answer=$(qemu-aarch64 "$work/check")
+  else
+    rustc --edition 2021 -o "$work/check" "$work/check.rs"
+    answer=$("$work/check")
+  fi
+  [ "$answer" = "$ARCH 5050" ] || { echo "error: the $ARCH test program answered \`$answer\`" >&2; exit 1; }
+  echo "$answer"
+  echo "== llama.cpp's CMake for $ARCH, with every CPU variant"
+  configure_variants "$work/cpu-variants"
+  targets=$(cmake --build "$work/cpu-variants" --target help)
+  for variant in $VARIANTS; do
+    grep -q "ggml-cpu-$variant\$" <<<"$targets" ||
+      { echo "error: llama.cpp offers no CPU variant $variant for $ARCH" >&2; exit 1; }
+  done
+  echo "variants offered: $VARIANTS"
+  echo "== ggml's base library, compiled for $ARCH"
+  cmake --build "$work/cpu-variants" -j "$(nproc)" --target ggml-base >>"$work/cpu-variants.log" 2>&1 ||
+    { tail -n 30 "$work/cpu-variants.log"; exit 1; }
+  readelf -h "$work/cpu-variants/bin/libggml-base.so" | sed -n 's/^ *Machine: *//p'
+  echo "PASS: the $ARCH release toolchain works ($(($(date +%s) - start)) s)"
+  exit 0
+fi
+
 echo "== building the portable binary and llama.cpp's shared libraries (minutes)"
 start=$(date +%s)
 CARGO_TARGET_DIR=$TARGET_DIR \
@@ -94,18 +149,7 @@ echo "built in $(($(date +%s) - start)) s"
 variants_build=$TARGET_DIR/cpu-variants
 echo "== building ggml's CPU variants: $VARIANTS"
 start=$(date +%s)
-# The whole llama.cpp tree, as the crate's build configures it (the crate's copy of ggml cannot
-# be configured on its own); only the variants' targets are built.
-cross=()
-if [ -n "$TRIPLE" ]; then
-  cross=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
-    -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++)
-fi
-cmake -S "$(scripts/release/llama-source.sh)" -B "$variants_build" -DCMAKE_BUILD_TYPE=Release "${cross[@]}" \
-  -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_NATIVE=OFF \
-  -DGGML_OPENMP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-  -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_CURL=OFF >"$variants_build.log" 2>&1 ||
-  { tail -n 30 "$variants_build.log"; exit 1; }
+configure_variants "$variants_build"
 cmake --build "$variants_build" -j "$(nproc)" --target $(printf 'ggml-cpu-%s ' $VARIANTS) >>"$variants_build.log" 2>&1 ||
   { tail -n 30 "$variants_build.log"; exit 1; }
 echo "built in $(($(date +%s) - start)) s"
@@ -178,7 +222,7 @@ install -D -m 644 deploy/exitwise.socket "$stage/lib/systemd/system/exitwise.soc
 install -D -m 644 deploy/serve.toml "$stage/etc/exitwise/serve.toml"
 install -D -m 644 README.md "$stage/share/doc/exitwise/README.md"
 install -D -m 644 LICENSE "$stage/share/doc/exitwise/LICENSE"
-scripts/release/third-party.sh >"$stage/share/doc/exitwise/THIRD-PARTY.md"
+scripts/release/third-party.sh "${TRIPLE:-x86_64-unknown-linux-gnu}" >"$stage/share/doc/exitwise/THIRD-PARTY.md"
 cp README.md LICENSE "$stage/"
 
 (cd "$stage" && find . -type f ! -name SHA256SUMS -printf '%P\n' | LC_ALL=C sort | xargs sha256sum >SHA256SUMS)
