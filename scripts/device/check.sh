@@ -10,16 +10,23 @@
 #  3. `bench-engine --compare-cpu`: every layer's hidden states on the GPU against the CPU
 #     (cosines per layer; see `bench` below on the threshold with random weights), then a stop after each layer timed on the GPU (all layers offloaded),
 #     with half the layers offloaded (a stop must end the later splits too), and on the CPU;
-#  4. the Vulkan plug-in instead of CUDA (when prepared), on NVIDIA's Vulkan driver.
+#  4. the real workload: the trace of what the real model was fed for 500 IMDB reviews under
+#     each policy (`eval --trace` on the CPU, by prepare.sh) replayed on the twin with every
+#     layer on the GPU, half of them (REPLAY_RUNS runs each), and on the CPU alone (the first
+#     REPLAY_CPU_DOCUMENTS, one run) (`bench-engine --replay`): the same passes, taps, heads
+#     and stops; the table of documents/s and speed-ups over `full` goes to $OUT/replay.md;
+#  5. the Vulkan plug-in instead of CUDA (when prepared), on NVIDIA's Vulkan driver.
 #
 # The timings are of random weights with the real shapes: they measure the engine, not a
-# classifier. Environment: CHECK_TOKENS (512), CHECK_RUNS (5).
+# classifier (the replay's exits are the real model's, recorded on the CPU). Environment:
+# CHECK_TOKENS (512), CHECK_RUNS (5), REPLAY_RUNS (3), REPLAY_CPU_DOCUMENTS (200).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 OUT=${OUT:-/tmp/device-out}
 TOKENS=${CHECK_TOKENS:-512}
 RUNS=${CHECK_RUNS:-5}
+REPLAY_RUNS=${REPLAY_RUNS:-3}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 export HOME=$WORK/home NO_COLOR=1
@@ -82,10 +89,26 @@ bench() {
   fi
 }
 
+# replay LABEL "GLOBAL OPTIONS" "REPLAY OPTIONS": the trace's workload on the twin.
+replay() {
+  local label=$1 global=$2 extra=$3
+  step "replay: $label"
+  [ -e .device/trace.jsonl ] || { echo "no trace prepared"; return; }
+  # shellcheck disable=SC2086 # the options are words on purpose
+  timeout 300 "$exitwise" $global bench-engine --model "$model" --replay .device/trace.jsonl \
+    --data .device/reviews.jsonl --json "$OUT/replay-$label.json" $extra 2>&1 |
+    tee "$OUT/replay-$label.txt"
+  local code=${PIPESTATUS[0]}
+  [ "$code" = 124 ] && code="timed out after 300 s"
+  [ "$code" = 0 ] || fail "replay $label: $code"
+}
+
 if [ -e "$release/lib/exitwise/libggml-cuda.so" ]; then
   step "CUDA: inspect"
   timeout 120 "$exitwise" inspect --model "$model" 2>&1 | tee "$OUT/inspect-cuda.txt"
   if grep -q '^gpu devices     CUDA0' "$OUT/inspect-cuda.txt"; then
+    replay cuda-all-layers "--gpu-layers 999" "--runs $REPLAY_RUNS"
+    replay cuda-half-layers "--gpu-layers 9" "--runs $REPLAY_RUNS"
     bench cuda-all-layers "--gpu-layers 999" --compare-cpu
     bench cuda-half-layers "--gpu-layers 9" ""
   else
@@ -93,7 +116,13 @@ if [ -e "$release/lib/exitwise/libggml-cuda.so" ]; then
   fi
   rm "$release/lib/exitwise/libggml-cuda.so"
 fi
+# The CPU is many times slower: the first REPLAY_CPU_DOCUMENTS (200), once. On this project's
+# 2-core machine 200 took more than the step's 5 minutes; 16 cores should need one or two.
+replay cpu-only "--gpu-layers 0" "--runs 1 --max-docs ${REPLAY_CPU_DOCUMENTS:-200}"
 bench cpu-only "--gpu-layers 0" ""
+# One table of the replays: documents/s per setting and placement, speed-ups over `full`.
+python3 scripts/device/replay-table.py "$OUT"/replay-*.json >"$OUT/replay.md" 2>&1 &&
+  cat "$OUT/replay.md" || fail "the replay table"
 
 if [ -e "$WORK/libggml-vulkan.so" ]; then
   cp "$WORK/libggml-vulkan.so" "$release/lib/exitwise/"

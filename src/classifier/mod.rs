@@ -6,6 +6,11 @@
 //! data predicts what it does. [`record`] turns a classification into the record users see;
 //! [`parallel`] classifies several documents at once, each on its own session over one model;
 //! [`batch`] keeps the output of long jobs resumable and splits inputs into shards.
+//!
+//! Every classification also leaves its [`Feeding`]: the passes fed to the model and the layer
+//! each stopped after. [`Classifier::replay`] feeds a recorded one again, with the same taps
+//! and heads but the recorded exit instead of the exit rule's, so that the cost of a run can
+//! be measured on another machine, or on a model with the same shapes and other weights.
 
 pub mod batch;
 pub mod parallel;
@@ -19,6 +24,78 @@ use crate::pack::AdapterPack;
 use crate::text::PreparedDocument;
 
 pub use record::ResultRecord;
+
+/// What one classification fed to the model, in order: enough to feed the same again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Feeding {
+    /// Whether the layer-0 head was asked and answered (no model work then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub layer_zero_answered: bool,
+    /// The passes fed, in order.
+    pub passes: Vec<FedPass>,
+    /// The cell where the exit rule stopped the walk; none when it ran out (the fallback
+    /// layer's head answered) or the layer-0 head answered.
+    pub exit: Option<Cell>,
+    /// Token×layer operations computed.
+    pub token_layers: u64,
+}
+
+/// One pass: whole sentences fed together (in decodes of at most the session's batch), run
+/// until the policy's depth or the exit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FedPass {
+    /// The document's sentences in the pass, `first..end` (0-based).
+    pub sentences: [usize; 2],
+    /// The document's tokens in the pass, `first..end`.
+    pub tokens: [usize; 2],
+    /// Layers its last decode computed (the earlier decodes of a long pass run to the depth).
+    pub layers: usize,
+}
+
+/// Why a replay did not feed what was recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The document or setting differ from the recorded ones (another tokenizer, token limit or
+    /// setting).
+    #[error("the replay fed {replayed}, where the trace has {recorded}")]
+    Diverged {
+        /// What the trace recorded.
+        recorded: String,
+        /// What the replay fed.
+        replayed: String,
+    },
+}
+
+impl Feeding {
+    /// A short description for messages: the passes and where they stopped.
+    pub fn describe(&self) -> String {
+        if self.layer_zero_answered {
+            return "no pass (the layer-0 head answered)".to_string();
+        }
+        let passes: Vec<String> = self
+            .passes
+            .iter()
+            .map(|pass| {
+                format!(
+                    "tokens {}..{} to layer {}",
+                    pass.tokens[0], pass.tokens[1], pass.layers
+                )
+            })
+            .collect();
+        format!("{} pass(es): {}", self.passes.len(), passes.join(", "))
+    }
+}
+
+/// Who ends a walk: the policy's exit rule, or a recorded exit (a replay, which still asks
+/// every head and the rule, for their cost, and ignores their answers).
+#[derive(Debug, Clone, Copy)]
+enum ExitDecision {
+    Rule,
+    Recorded(Option<Cell>),
+}
 
 /// Where and how a classification stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +166,8 @@ struct PolicyObserver<'a> {
     /// batches: the leading ones only feed the accumulator, up to the pass's depth; the exit
     /// rule is asked during the last one, as it would be in one decode.
     completes_pass: bool,
+    /// Who decides the exit.
+    decision: ExitDecision,
     /// The exit cell and its probabilities, once found.
     exit: Option<(Cell, Vec<f32>)>,
 }
@@ -106,7 +185,12 @@ impl LayerObserver for PolicyObserver<'_> {
                 sentence: self.sentence,
                 layer,
             };
-            if self.state.observe(cell, &probabilities, self.tokens_read) {
+            let rule_exits = self.state.observe(cell, &probabilities, self.tokens_read);
+            let exits = match self.decision {
+                ExitDecision::Rule => rule_exits,
+                ExitDecision::Recorded(exit) => exit == Some(cell),
+            };
+            if exits {
                 self.exit = Some((cell, probabilities));
                 return Flow::Stop;
             }
@@ -130,6 +214,8 @@ pub struct Classifier<'model, 'pack> {
     accumulator: FeatureAccumulator,
     config: PolicyConfig,
     policy: Box<dyn ExitPolicy + Send + Sync>,
+    /// What the last classification fed.
+    feeding: Feeding,
 }
 
 impl<'model, 'pack> Classifier<'model, 'pack> {
@@ -144,7 +230,36 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
             accumulator,
             config,
             policy,
+            feeding: Feeding::default(),
         }
+    }
+
+    /// What the last classification (or replay) fed to the model.
+    pub fn last_feeding(&self) -> &Feeding {
+        &self.feeding
+    }
+
+    /// Feeds `recorded` again: the same passes, taps, heads and exit rule as the classification
+    /// that recorded it under this setting, but the walk ends where the recording did whatever
+    /// the heads answer (on a model with other weights they read noise). The document must be
+    /// tokenized as it was; a replay that cannot feed the same passes is refused.
+    pub fn replay(
+        &mut self,
+        document: &PreparedDocument,
+        recorded: &Feeding,
+    ) -> Result<(), ReplayError> {
+        self.walk(
+            document,
+            ExitDecision::Recorded(recorded.exit),
+            Some(recorded),
+        )?;
+        if self.feeding != *recorded {
+            return Err(ReplayError::Diverged {
+                recorded: recorded.describe(),
+                replayed: self.feeding.describe(),
+            });
+        }
+        Ok(())
     }
 
     /// The exit setting in use.
@@ -166,7 +281,19 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
     /// Classifies one prepared document, walking it as [`crate::exit::simulate`] walks its grid
     /// (a setting with a layer-0 threshold asks the pack's layer-0 head first).
     pub fn classify(&mut self, document: &PreparedDocument) -> Result<Classification, EngineError> {
+        self.walk(document, ExitDecision::Rule, None)
+    }
+
+    /// The walk of [`Classifier::classify`], its exit decided by `decision`; `recorded` (a
+    /// replay) decides whether the layer-0 head answered.
+    fn walk(
+        &mut self,
+        document: &PreparedDocument,
+        decision: ExitDecision,
+        recorded: Option<&Feeding>,
+    ) -> Result<Classification, EngineError> {
         let pack = self.pack;
+        self.feeding = Feeding::default();
         let policy = self.policy.as_ref();
         let layers = pack.heads.len();
         let sentences = document.sentences.len();
@@ -182,7 +309,12 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
         if let (Some(threshold), Some(head)) = (self.config.layer_zero_threshold, &pack.layer_zero)
         {
             let probabilities = head.probabilities(&document.token_ids());
-            if layer_zero_exits(threshold, &probabilities) {
+            let answered = match recorded {
+                None => layer_zero_exits(threshold, &probabilities),
+                Some(recorded) => recorded.layer_zero_answered,
+            };
+            if answered {
+                self.feeding.layer_zero_answered = true;
                 return Ok(Classification {
                     class: argmax(&probabilities),
                     probabilities,
@@ -221,6 +353,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
         let mut exit = None;
         let batch = self.session.batch_capacity();
         for pass in policy.reading().passes(&sentence_tokens) {
+            let mut pass_layers = 0;
             let mut tokens = Vec::new();
             let mut ends = Vec::with_capacity(pass.len());
             for sentence in &document.sentences[pass.clone()] {
@@ -249,6 +382,7 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                     sentence: pass.end - 1,
                     tokens_read: tokens_read + end - start,
                     completes_pass: end == tokens.len(),
+                    decision,
                     exit: None,
                 };
                 let outcome =
@@ -257,12 +391,20 @@ impl<'model, 'pack> Classifier<'model, 'pack> {
                 exit = observer.exit.take();
                 tokens_read += outcome.tokens;
                 token_layers += (outcome.tokens * outcome.layers_computed) as u64;
+                pass_layers = outcome.layers_computed;
             }
+            self.feeding.passes.push(FedPass {
+                sentences: [pass.start, pass.end],
+                tokens: [tokens_read - tokens.len(), tokens_read],
+                layers: pass_layers,
+            });
             if exit.is_some() {
                 break;
             }
         }
         let exited = exit.is_some();
+        self.feeding.exit = exit.as_ref().map(|(cell, _)| *cell);
+        self.feeding.token_layers = token_layers;
         let (answer, probabilities) = exit.unwrap_or_else(|| {
             // Nothing was confident: the fallback layer's head on everything read.
             let layer = policy.fallback_layer();

@@ -216,19 +216,14 @@ pub fn warmed_classifier<'model, 'pack>(
 /// and entry, interleaved per document with the entries' order rotated by one for each next
 /// document and run, so that machine noise hits every entry alike; `progress()` after each
 /// document. Answers the results of each entry.
-pub fn interleaved_runs(
+pub fn interleaved_runs<Measurement, Failure>(
     runs: usize,
     documents: usize,
     entries: usize,
     progress: &dyn Fn(),
-    mut measure: impl FnMut(
-        usize,
-        usize,
-        usize,
-        &mut Vec<DocumentResult>,
-    ) -> Result<(), EvaluationError>,
-) -> Result<Vec<Vec<DocumentResult>>, EvaluationError> {
-    let mut results: Vec<Vec<DocumentResult>> = (0..entries)
+    mut measure: impl FnMut(usize, usize, usize, &mut Vec<Measurement>) -> Result<(), Failure>,
+) -> Result<Vec<Vec<Measurement>>, Failure> {
+    let mut results: Vec<Vec<Measurement>> = (0..entries)
         .map(|_| Vec::with_capacity(documents))
         .collect();
     for run in 0..runs {
@@ -301,9 +296,9 @@ mod tests {
             2,
             3,
             &|| order.borrow_mut().push(None),
-            |which, position, run, _| {
+            |which, position, run, _: &mut Vec<()>| {
                 order.borrow_mut().push(Some((run, position, which)));
-                Ok(())
+                Ok::<(), EvaluationError>(())
             },
         )
         .expect("runs");

@@ -282,3 +282,153 @@ fn eval_of_several_models_prints_the_matrix_and_the_product_check() {
         assert!((number(check, "predicted") - predicted).abs() < 1e-9);
     }
 }
+
+#[test]
+fn a_trace_replays_what_eval_fed_and_refuses_another_model_or_data() {
+    let (Some(model), Some(other_model)) =
+        (model_path(TestModel::Gemma), model_path(TestModel::Smol))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = twenty_reviews(dir.path());
+    let report_path = dir.path().join("eval.json");
+    let trace_path = dir.path().join("trace.jsonl");
+    let replay_path = dir.path().join("replay.json");
+    let path = |path: &Path| path.to_str().expect("utf-8 path").to_string();
+    let output = exitwise(
+        &[
+            "eval",
+            "--threads",
+            "1",
+            "--model",
+            &path(&model),
+            "--data",
+            &path(&data),
+            "--runs",
+            "1",
+            "--no-simulation",
+            "--json",
+            &path(&report_path),
+            "--trace",
+            &path(&trace_path),
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("trace written to"));
+
+    // Replayed on the CPU with the same model: every walk is fed again as recorded (a replay
+    // that feeds anything else fails), and the token×layer counts are eval's.
+    let replay = |model: &Path, data: &Path| {
+        exitwise(
+            &[
+                "bench-engine",
+                "--threads",
+                "1",
+                "--model",
+                &path(model),
+                "--replay",
+                &path(&trace_path),
+                "--data",
+                &path(data),
+                "--runs",
+                "1",
+                "--json",
+                &path(&replay_path),
+            ],
+            b"",
+        )
+    };
+    let output = replay(&model, &data);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    for setting in ["full", "layer@1", "sentence@1", "2d@1"] {
+        assert!(table.contains(setting), "{setting} missing from:\n{table}");
+    }
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("eval.json"))
+            .expect("valid JSON");
+    let trace = std::fs::read_to_string(&trace_path).expect("the trace");
+    let mut lines = trace.lines();
+    let header: Value = serde_json::from_str(lines.next().expect("a header")).expect("JSON");
+    let kinds: Vec<String> = header["settings"]
+        .as_array()
+        .expect("settings")
+        .iter()
+        .map(|setting| setting["kind"].as_str().expect("a kind").to_string())
+        .collect();
+    assert_eq!(kinds, ["full", "layer", "sentence", "2d"]);
+    let documents: Vec<Value> = lines
+        .map(|line| serde_json::from_str(line).expect("a document line"))
+        .collect();
+    let evaluated = report["per_document"].as_array().expect("per_document");
+    assert_eq!(documents.len(), 20);
+    let replayed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&replay_path).expect("replay.json"))
+            .expect("valid JSON");
+    for (which, kind) in kinds.iter().enumerate() {
+        let mut total = 0;
+        for (traced, evaluated) in documents.iter().zip(evaluated) {
+            let recorded = traced["feedings"][which]["token_layers"]
+                .as_u64()
+                .expect("count");
+            assert_eq!(
+                Some(recorded),
+                evaluated["policies"][kind]["token_layers"].as_u64(),
+                "{kind}, document {}",
+                traced["id"]
+            );
+            total += recorded;
+        }
+        assert_eq!(
+            replayed["settings"][which]["token_layers"].as_u64(),
+            Some(total),
+            "{kind}"
+        );
+        assert!(
+            replayed["settings"][which]["seconds"]
+                .as_f64()
+                .expect("seconds")
+                > 0.0
+        );
+    }
+
+    // A trace that says a pass stopped elsewhere than the walk does is refused, not timed.
+    let mut tampered: Vec<Value> = documents.clone();
+    tampered[0]["feedings"][0]["passes"][0]["layers"] = Value::from(5);
+    let tampered_text = std::iter::once(header.to_string())
+        .chain(tampered.iter().map(Value::to_string))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&trace_path, tampered_text + "\n").expect("write the tampered trace");
+    let output = replay(&model, &data);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("under full: the replay fed 1 pass(es): tokens 0..")
+            && stderr.contains("to layer 18, where the trace has"),
+        "{stderr}"
+    );
+    std::fs::write(&trace_path, &trace).expect("restore the trace");
+
+    // Another model (other shapes) and other data are refused, each in one line.
+    let refused = |output: std::process::Output, expected: &str| {
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    refused(
+        replay(&other_model, &data),
+        "the trace was recorded with `gemma3-270m.gguf` (gemma3, 18 layers of width 640",
+    );
+    let other_data = dir.path().join("other.jsonl");
+    let reviews = std::fs::read_to_string(&data).expect("data");
+    let shifted: Vec<&str> = reviews.lines().skip(1).collect();
+    std::fs::write(&other_data, shifted.join("\n") + "\n").expect("write");
+    refused(
+        replay(&model, &other_data),
+        "the trace was recorded on other data: document 1 is",
+    );
+}

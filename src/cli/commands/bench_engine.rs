@@ -1,15 +1,21 @@
 //! `exitwise bench-engine`: measures what a layer exit saves (see
-//! [`exitwise::evaluation::engine_benchmark`]) and prints the table.
+//! [`exitwise::evaluation::engine_benchmark`]) and prints the table; with `--replay`, times the
+//! feeding an `eval --trace` recorded ([`exitwise::evaluation::trace`]).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use exitwise::engine::{Model, ModelOptions};
+use exitwise::classifier::Classifier;
+use exitwise::dataset::{Dataset, FieldNames};
+use exitwise::engine::{Model, ModelOptions, Session, SessionOptions};
 use exitwise::evaluation::device_agreement::{DeviceAgreement, compare_with_cpu};
 use exitwise::evaluation::engine_benchmark::{EngineBenchmark, run_engine_benchmark, variants};
+use exitwise::evaluation::trace::{
+    ReplayReport, Trace, TracedModel, prepare_traced_documents, replay_trace,
+};
 
-use crate::cli::resolve::{load_model, resolve_model_path};
+use crate::cli::resolve::{load_model, load_pack, resolve_model_path};
 use crate::cli::{EXIT_FAILURES, EXIT_OK, GlobalOptions, output};
 
 /// Arguments of `exitwise bench-engine`.
@@ -40,6 +46,35 @@ pub struct BenchEngineArgs {
     /// Also write every measurement as JSON to this file
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Time the workload of a trace (`eval --trace`) instead of one prompt: every document fed
+    /// in the same passes, to the same layers, with the same heads, per setting
+    ///
+    /// The walks end where the recording's did, whatever the heads answer, so the model need
+    /// only have the recording model's shapes and vocabulary (a copy with random weights, for
+    /// one). Prints each setting's documents per second and its speed-up over `full`, in time
+    /// (measured here) and in operations (recorded); --runs times each document that often
+    /// (medians), interleaved as `eval` does. Needs --data.
+    #[arg(
+        long,
+        value_name = "TRACE",
+        requires = "data",
+        conflicts_with_all = ["compare_cpu", "tokens"]
+    )]
+    replay: Option<PathBuf>,
+
+    /// With --replay: the data the trace was recorded on (or a file with its documents at the
+    /// same positions); each document must tokenize as in the trace
+    #[arg(long, value_name = "FILE", requires = "replay")]
+    data: Option<PathBuf>,
+
+    /// With --replay: the adapter pack whose heads are asked [default: the trace's]
+    #[arg(long, value_name = "NAME|DIR", requires = "replay")]
+    adapters: Option<PathBuf>,
+
+    /// With --replay: only the trace's first N documents
+    #[arg(long, value_name = "N", requires = "replay")]
+    max_docs: Option<usize>,
 }
 
 /// The JSON file's content.
@@ -53,6 +88,9 @@ struct BenchEngineJson<'report> {
 
 /// Runs `exitwise bench-engine`.
 pub fn run(args: &BenchEngineArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
+    if let (Some(trace), Some(data)) = (&args.replay, &args.data) {
+        return replay(args, global, trace, data);
+    }
     let model = load_model(args.model.as_ref(), global)?;
     let agreement = if args.compare_cpu {
         let agreement = compare_devices(&model, args, global)?;
@@ -85,6 +123,141 @@ pub fn run(args: &BenchEngineArgs, global: &GlobalOptions) -> anyhow::Result<u8>
         Some(agreement) if !agreement.agrees => EXIT_FAILURES,
         _ => EXIT_OK,
     })
+}
+
+/// `bench-engine --replay TRACE --data DATA`.
+fn replay(
+    args: &BenchEngineArgs,
+    global: &GlobalOptions,
+    trace_path: &Path,
+    data_path: &Path,
+) -> anyhow::Result<u8> {
+    let mut trace = Trace::read(trace_path)?;
+    if let Some(count) = args.max_docs {
+        trace.documents.truncate(count);
+    }
+    let header = &trace.header;
+    let model = load_model(args.model.as_ref(), global)?;
+    trace.check_model(model.facts())?;
+    let pack = load_pack(Some(
+        args.adapters
+            .as_ref()
+            .unwrap_or(&PathBuf::from(&header.pack)),
+    ))?;
+    anyhow::ensure!(
+        pack.manifest.name == header.pack,
+        "the trace was recorded with the pack `{}`, and this one is `{}`",
+        header.pack,
+        pack.manifest.name
+    );
+    // The model's weights may differ from the pack's (a replay ignores the heads' answers);
+    // its shapes may not.
+    pack.check_model(model.facts(), None, false)?;
+    let fields = FieldNames {
+        text: header.data.text_field.clone(),
+        label: String::new(),
+        ..FieldNames::default()
+    };
+    let data = Dataset::read(data_path, &fields, None)?;
+    let documents = prepare_traced_documents(&model, &trace, &data)?;
+    anyhow::ensure!(
+        !documents.is_empty(),
+        "the trace `{}` has no document",
+        trace_path.display()
+    );
+    let session = Session::new(
+        &model,
+        &SessionOptions {
+            context_tokens: header.token_limit,
+            threads: global.threads(),
+            poll: None,
+            sessions_in_process: 1,
+            tap: true,
+        },
+    )
+    .context("cannot start a session")?;
+    let threads = session.threads();
+    let first = header
+        .settings
+        .first()
+        .with_context(|| format!("the trace `{}` has no setting", trace_path.display()))?;
+    let mut classifier = Classifier::new(session, &pack, first.config);
+    let runs = args.runs as usize;
+    let bar = output::documents_bar((documents.len() * runs) as u64, "replay");
+    let report = replay_trace(&mut classifier, &trace, &documents, runs, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let placement = model.placement();
+    output::print(&render_replay(&trace, &report, &model, threads, &placement))?;
+    if let Some(path) = &args.json {
+        output::write_json(
+            path,
+            &ReplayJson {
+                trace: trace_path.display().to_string(),
+                recorded_with: &header.model,
+                model: model.path().display().to_string(),
+                placement,
+                threads,
+                replay: &report,
+            },
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// The JSON file of a replay.
+#[derive(serde::Serialize)]
+struct ReplayJson<'report> {
+    trace: String,
+    recorded_with: &'report TracedModel,
+    model: String,
+    placement: String,
+    threads: usize,
+    #[serde(flatten)]
+    replay: &'report ReplayReport,
+}
+
+fn render_replay(
+    trace: &Trace,
+    report: &ReplayReport,
+    model: &Model,
+    threads: usize,
+    placement: &str,
+) -> String {
+    let header = &trace.header;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "replay of {} documents of `{}` recorded with `{}` (pack {}), fed to `{}`: {placement}, {threads} threads, median of {} runs",
+        report.documents,
+        header.data.file,
+        header.model.file,
+        header.pack,
+        model.path().file_name().map_or_else(
+            || model.path().display().to_string(),
+            |name| name.to_string_lossy().into_owned()
+        ),
+        report.runs
+    );
+    let _ = writeln!(
+        text,
+        "{:<14} {:>12} {:>13} {:>15} {:>13} {:>15}",
+        "setting", "documents/s", "ms/document", "token×layers", "× full, time", "× full, ops"
+    );
+    let ratio =
+        |value: Option<f64>| value.map_or_else(|| "-".to_string(), |value| format!("{value:.2}"));
+    for setting in &report.settings {
+        let _ = writeln!(
+            text,
+            "{:<14} {:>12.2} {:>13.1} {:>15} {:>13} {:>15}",
+            setting.name,
+            setting.documents_per_second,
+            setting.seconds * 1000.0 / report.documents.max(1) as f64,
+            setting.token_layers,
+            ratio(setting.speed_up),
+            ratio(setting.operations_speed_up)
+        );
+    }
+    text
 }
 
 /// Loads the same model file on the CPU alone and compares it with `model` (offloaded).

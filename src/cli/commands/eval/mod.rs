@@ -81,6 +81,15 @@ pub struct EvalArgs {
     #[arg(long, value_name = "OUT")]
     json: Option<PathBuf>,
 
+    /// Also write what was fed to the model to this file: per document and setting, the passes
+    /// (token ranges) and the layer each stopped after, with the tokens' hash
+    ///
+    /// `exitwise bench-engine --replay FILE --data DATA` feeds the same again and times it, on
+    /// another machine or on a model of the same shapes and vocabulary with other weights (the
+    /// cost of a computation does not depend on the weights). JSON Lines, from the first run.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["models", "simulated"])]
+    trace: Option<PathBuf>,
+
     /// Draw accuracy against wall-clock speed-up over every calibrated operating point of each
     /// policy, with the oracle; SVG or PNG by the file's extension (times every operating point,
     /// not only --budget)

@@ -5,11 +5,15 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 
+use exitwise::classifier::Feeding;
 use exitwise::evaluation::machine::MachineFacts;
 use exitwise::evaluation::report::{EvalReport, Measured, simulations};
 use exitwise::evaluation::runner::{
-    PreparedData, interleaved_runs, measure_one, prepare_documents, timed_entries,
+    EvaluationError, PreparedData, interleaved_runs, measure_one, prepare_documents, timed_entries,
     warmed_classifier,
+};
+use exitwise::evaluation::trace::{
+    TRACE_FORMAT, Trace, TraceHeader, TracedData, TracedDocument, TracedModel, TracedSetting,
 };
 use exitwise::exit::{DocumentGrid, GridDocument, PolicyConfig, PolicyKind};
 use exitwise::features::extraction::FeatureSource;
@@ -53,6 +57,8 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     )?;
 
     let bar = output::documents_bar((documents.len() * runs) as u64, "eval");
+    // What the first run fed, per document and entry, for --trace.
+    let mut feedings: Vec<Vec<(usize, Feeding)>> = vec![Vec::new(); documents.len()];
     let results = interleaved_runs(
         runs,
         documents.len(),
@@ -67,10 +73,49 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
                 (position, document.class, &document.id),
                 run,
                 results,
-            )
+            )?;
+            if run == 0 && args.trace.is_some() {
+                feedings[position].push((which, classifier.last_feeding().clone()));
+            }
+            Ok::<(), EvaluationError>(())
         },
     )?;
     bar.finish_and_clear();
+    if let Some(path) = &args.trace {
+        let trace = Trace {
+            header: TraceHeader {
+                exitwise_trace: TRACE_FORMAT,
+                model: TracedModel::new(model.path(), &model_sha256, model.facts()),
+                data: TracedData::new(&args.data, &data.sha256, &args.fields.names(manifest).text),
+                pack: manifest.name.clone(),
+                token_limit: token_limit(args, &pack),
+                settings: entries
+                    .iter()
+                    .map(|entry| TracedSetting {
+                        kind: entry.kind,
+                        budget: entry.budget,
+                        config: entry.config,
+                    })
+                    .collect(),
+            },
+            documents: documents
+                .iter()
+                .zip(feedings)
+                .map(|(document, mut fed)| {
+                    // Fed in rotated order; the trace keeps the entries' order.
+                    fed.sort_by_key(|(which, _)| *which);
+                    TracedDocument::new(
+                        document.index,
+                        &document.id,
+                        &document.prepared[0],
+                        fed.into_iter().map(|(_, feeding)| feeding).collect(),
+                    )
+                })
+                .collect(),
+        };
+        trace.write(path)?;
+        eprintln!("trace written to `{}`", path.display());
+    }
 
     let measured = Measured {
         entries: &entries,
