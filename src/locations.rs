@@ -18,6 +18,15 @@
 
 use std::path::{Path, PathBuf};
 
+/// The name of the file `path` points at, for reports and messages; the whole path when it
+/// has no file name (`/`, `..`).
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
 /// What is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

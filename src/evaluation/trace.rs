@@ -20,6 +20,7 @@ use crate::classifier::{Classifier, Feeding, ReplayError};
 use crate::dataset::Dataset;
 use crate::engine::{Model, ModelFacts};
 use crate::exit::{Budget, PolicyConfig, PolicyKind};
+use crate::locations::file_name;
 use crate::text::{PreparedDocument, prepare_document};
 
 use super::median;
@@ -520,13 +521,6 @@ pub fn replay_trace(
         runs,
         settings: replayed,
     })
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    )
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use exitwise::evaluation::trace::{
     ReplayReport, Trace, TracedModel, prepare_traced_documents, replay_trace,
 };
 
+use exitwise::locations::file_name;
+
 use crate::cli::resolve::{load_model, load_pack, resolve_model_path};
 use crate::cli::{EXIT_FAILURES, EXIT_OK, GlobalOptions, output};
 
@@ -232,10 +234,7 @@ fn render_replay(
         header.data.file,
         header.model.file,
         header.pack,
-        model.path().file_name().map_or_else(
-            || model.path().display().to_string(),
-            |name| name.to_string_lossy().into_owned()
-        ),
+        file_name(model.path()),
         report.runs
     );
     let _ = writeln!(

@@ -10,11 +10,10 @@ use exitwise::evaluation::runner::{
 };
 use exitwise::evaluation::{DocumentResult, summarise};
 use exitwise::exit::{PolicyConfig, PolicyKind};
+use exitwise::locations::file_name;
 
 use super::render::render_matrix;
-use super::{
-    EvalArgs, chosen_kinds, file_name, labelled_data, token_limit, warn_left_out, write_report,
-};
+use super::{EvalArgs, chosen_kinds, labelled_data, token_limit, warn_left_out, write_report};
 use crate::cli::resolve::{load_model, load_pack};
 use crate::cli::{EXIT_OK, GlobalOptions, output};
 

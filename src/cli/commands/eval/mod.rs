@@ -170,14 +170,6 @@ fn warn_left_out(
     Ok(())
 }
 
-/// The name of the file `path` points at.
-fn file_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    )
-}
-
 /// Writes `report` as JSON to `--json`, when given, and says so on stderr.
 fn write_report(args: &EvalArgs, report: &impl serde::Serialize) -> anyhow::Result<()> {
     if let Some(path) = &args.json {

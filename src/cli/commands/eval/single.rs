@@ -17,12 +17,11 @@ use exitwise::evaluation::trace::{
 };
 use exitwise::exit::{DocumentGrid, GridDocument, PolicyConfig, PolicyKind};
 use exitwise::features::extraction::FeatureSource;
+use exitwise::locations::file_name;
 use exitwise::pack::calibrate::labelled_grids;
 
 use super::render::{plot_points, render};
-use super::{
-    EvalArgs, chosen_kinds, file_name, labelled_data, token_limit, warn_left_out, write_report,
-};
+use super::{EvalArgs, chosen_kinds, labelled_data, token_limit, warn_left_out, write_report};
 use crate::cli::feature_source::cached_features;
 use crate::cli::resolve::{check_token_limit, load_model_for_pack, load_pack};
 use crate::cli::{EXIT_OK, GlobalOptions, output, plot};
