@@ -177,6 +177,26 @@ pub fn prepare_documents(
     })
 }
 
+/// The one session a measurement runs on: tapped, for documents of up to `token_limit` tokens,
+/// alone in the process.
+pub fn measuring_session(
+    model: &Model,
+    token_limit: usize,
+    threads: Option<usize>,
+) -> Result<Session<'_>, EvaluationError> {
+    Session::new(
+        model,
+        &SessionOptions {
+            context_tokens: token_limit,
+            threads,
+            poll: None,
+            sessions_in_process: 1,
+            tap: true,
+        },
+    )
+    .map_err(EvaluationError::Session)
+}
+
 /// A session on `model` for documents of up to `token_limit` tokens and a classifier over it,
 /// warmed up with every setting of `configs` on `document` (the first decodes of a session
 /// allocate buffers and fault pages in, which must not be timed); also the session's thread
@@ -189,17 +209,7 @@ pub fn warmed_classifier<'model, 'pack>(
     configs: &[PolicyConfig],
     document: &PreparedDocument,
 ) -> Result<(Classifier<'model, 'pack>, usize), EvaluationError> {
-    let session = Session::new(
-        model,
-        &SessionOptions {
-            context_tokens: token_limit,
-            threads,
-            poll: None,
-            sessions_in_process: 1,
-            tap: true,
-        },
-    )
-    .map_err(EvaluationError::Session)?;
+    let session = measuring_session(model, token_limit, threads)?;
     let threads = session.threads();
     let first = configs.first().ok_or(EvaluationError::NoSetting)?;
     let mut classifier = Classifier::new(session, pack, *first);

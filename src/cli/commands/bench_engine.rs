@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use exitwise::classifier::Classifier;
 use exitwise::dataset::{Dataset, FieldNames};
-use exitwise::engine::{Model, ModelOptions, Session, SessionOptions};
+use exitwise::engine::{Model, ModelOptions};
 use exitwise::evaluation::device_agreement::{DeviceAgreement, compare_with_cpu};
 use exitwise::evaluation::engine_benchmark::{EngineBenchmark, run_engine_benchmark, variants};
+use exitwise::evaluation::runner::measuring_session;
 use exitwise::evaluation::trace::{
     ReplayReport, Trace, TracedModel, prepare_traced_documents, replay_trace,
 };
-
 use exitwise::locations::file_name;
 
 use crate::cli::resolve::{load_model, load_pack, resolve_model_path};
@@ -167,17 +167,7 @@ fn replay(
         "the trace `{}` has no document",
         trace_path.display()
     );
-    let session = Session::new(
-        &model,
-        &SessionOptions {
-            context_tokens: header.token_limit,
-            threads: global.threads(),
-            poll: None,
-            sessions_in_process: 1,
-            tap: true,
-        },
-    )
-    .context("cannot start a session")?;
+    let session = measuring_session(&model, header.token_limit, global.threads())?;
     let threads = session.threads();
     let first = header
         .settings
