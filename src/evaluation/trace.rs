@@ -24,7 +24,7 @@ use crate::locations::file_name;
 use crate::text::{PreparedDocument, prepare_document};
 
 use super::median;
-use super::runner::interleaved_runs;
+use super::runner::{Entry, EvalDocument, interleaved_runs};
 
 /// The trace format this build writes and reads.
 pub const TRACE_FORMAT: u32 = 1;
@@ -273,7 +273,41 @@ impl TracedDocument {
     }
 }
 
+impl From<&Entry> for TracedSetting {
+    fn from(entry: &Entry) -> Self {
+        TracedSetting {
+            kind: entry.kind,
+            budget: entry.budget,
+            config: entry.config,
+        }
+    }
+}
+
 impl Trace {
+    /// The trace of an `eval` run: `feedings[position]` holds, for the document at that
+    /// position, each setting's feeding with the setting's index, in the order they were fed.
+    pub fn of_run(
+        header: TraceHeader,
+        documents: &[EvalDocument],
+        feedings: Vec<Vec<(usize, Feeding)>>,
+    ) -> Trace {
+        let documents = documents
+            .iter()
+            .zip(feedings)
+            .map(|(document, mut fed)| {
+                // Fed in rotated order; the trace keeps the settings' order.
+                fed.sort_by_key(|(which, _)| *which);
+                TracedDocument::new(
+                    document.index,
+                    &document.id,
+                    &document.prepared[0],
+                    fed.into_iter().map(|(_, feeding)| feeding).collect(),
+                )
+            })
+            .collect();
+        Trace { header, documents }
+    }
+
     /// The trace as JSON Lines.
     pub fn to_json_lines(&self) -> String {
         let mut text = serde_json::to_string(&self.header).expect("a trace header serializes");

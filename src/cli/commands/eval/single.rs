@@ -13,7 +13,7 @@ use exitwise::evaluation::runner::{
     warmed_classifier,
 };
 use exitwise::evaluation::trace::{
-    TRACE_FORMAT, Trace, TraceHeader, TracedData, TracedDocument, TracedModel, TracedSetting,
+    TRACE_FORMAT, Trace, TraceHeader, TracedData, TracedModel, TracedSetting,
 };
 use exitwise::exit::{DocumentGrid, GridDocument, PolicyConfig, PolicyKind};
 use exitwise::features::extraction::FeatureSource;
@@ -81,37 +81,15 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
     )?;
     bar.finish_and_clear();
     if let Some(path) = &args.trace {
-        let trace = Trace {
-            header: TraceHeader {
-                exitwise_trace: TRACE_FORMAT,
-                model: TracedModel::new(model.path(), &model_sha256, model.facts()),
-                data: TracedData::new(&args.data, &data.sha256, &args.fields.names(manifest).text),
-                pack: manifest.name.clone(),
-                token_limit: token_limit(args, &pack),
-                settings: entries
-                    .iter()
-                    .map(|entry| TracedSetting {
-                        kind: entry.kind,
-                        budget: entry.budget,
-                        config: entry.config,
-                    })
-                    .collect(),
-            },
-            documents: documents
-                .iter()
-                .zip(feedings)
-                .map(|(document, mut fed)| {
-                    // Fed in rotated order; the trace keeps the entries' order.
-                    fed.sort_by_key(|(which, _)| *which);
-                    TracedDocument::new(
-                        document.index,
-                        &document.id,
-                        &document.prepared[0],
-                        fed.into_iter().map(|(_, feeding)| feeding).collect(),
-                    )
-                })
-                .collect(),
+        let header = TraceHeader {
+            exitwise_trace: TRACE_FORMAT,
+            model: TracedModel::new(model.path(), &model_sha256, model.facts()),
+            data: TracedData::new(&args.data, &data.sha256, &args.fields.names(manifest).text),
+            pack: manifest.name.clone(),
+            token_limit: token_limit(args, &pack),
+            settings: entries.iter().map(TracedSetting::from).collect(),
         };
+        let trace = Trace::of_run(header, &documents, feedings);
         trace.write(path)?;
         eprintln!("trace written to `{}`", path.display());
     }
