@@ -29,8 +29,10 @@ pub struct GlobalOptions {
     /// plug-in beside its CPU libraries, or a build with `--features cuda`, `metal` or `vulkan`)
     ///
     /// Default: all layers when a GPU back end found a device, 0 otherwise (`exitwise inspect`
-    /// lists the devices and the plug-ins that did not load, with the reason). Asking for
-    /// layers on a machine without a GPU device warns and runs on the CPU.
+    /// lists the devices and the plug-ins that did not load, with the reason). 0 runs on the
+    /// CPU alone and leaves the GPU unused; with some layers offloaded, llama.cpp may also move
+    /// a long batch's work of the other layers to the GPU. Asking for layers on a machine
+    /// without a GPU device warns and runs on the CPU.
     #[arg(long, global = true, value_name = "N")]
     gpu_layers: Option<u32>,
 

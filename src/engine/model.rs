@@ -96,10 +96,19 @@ impl Model {
             None => 0,
         };
         params.use_mmap = true;
+        // No layer offloaded must mean the CPU alone: given the GPU devices, llama.cpp still
+        // moves a large batch's matrix products to one (its context's `op_offload`), so
+        // `--gpu-layers 0` would use the GPU and `--compare-cpu` would compare the GPU with
+        // itself. An empty device list leaves the context the CPU back end only.
+        let mut no_devices: [sys::ggml_backend_dev_t; 1] = [std::ptr::null_mut()];
+        if params.n_gpu_layers == 0 {
+            params.devices = no_devices.as_mut_ptr();
+        }
         // SAFETY: `path_c` is a valid NUL-terminated string that outlives the call; `params`
-        // comes from `llama_model_default_params` with plain fields changed. The file passed
-        // the GGUF header and bounds check above, which keeps llama.cpp away from the inputs
-        // it aborts on.
+        // comes from `llama_model_default_params` with plain fields changed, and its
+        // `devices`, when set, points at `no_devices`, a NULL-terminated list that outlives
+        // the call (llama.cpp copies the list). The file passed the GGUF header and bounds
+        // check above, which keeps llama.cpp away from the inputs it aborts on.
         let raw = unsafe { sys::llama_model_load_from_file(path_c.as_ptr(), params) };
         let handle = NonNull::new(raw).ok_or_else(|| EngineError::ModelLoad {
             reason: backend::take_last_problem(),
