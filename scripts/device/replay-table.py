@@ -4,8 +4,9 @@
 Usage: scripts/device/replay-table.py replay-LABEL.json…
 
 A row per placement (LABEL), a column per setting: documents per second and, in parentheses,
-the speed-up over `full` in wall-clock time on that placement; the last row has the speed-ups
-in token×layer operations, which are the trace's and the same for every placement.
+the speed-up over `full` in wall-clock time on that placement; the last rows have the speed-ups
+in token×layer operations, which are the trace's: one row per number of documents replayed
+(the CPU-bound placements replay only the first ones).
 """
 
 import json
@@ -46,12 +47,18 @@ def main(paths):
             f"{replay['documents']} documents, {replay['runs']} run(s)"
         )
         print(f"| {where} | " + " | ".join(cells) + " |")
-    operations = [setting.get("operations_speed_up") for setting in first["settings"]]
-    print(
-        f"| token×layer operations (the trace's, {first['documents']} documents) | "
-        + " | ".join(f"{value:.2f}×" if value is not None else "-" for value in operations)
-        + " |"
-    )
+    operations_by_count = {}
+    for _, replay in replays:
+        operations_by_count.setdefault(
+            replay["documents"],
+            [setting.get("operations_speed_up") for setting in replay["settings"]],
+        )
+    for count, operations in sorted(operations_by_count.items(), reverse=True):
+        print(
+            f"| token×layer operations (the trace's, {count} documents) | "
+            + " | ".join(f"{value:.2f}×" if value is not None else "-" for value in operations)
+            + " |"
+        )
     return 0
 
 
