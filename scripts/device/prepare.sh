@@ -8,10 +8,11 @@
 # on the CPU once, about a quarter of an hour on 2 cores, into target/device-trace/; remove that
 # folder to record again, or set TRACE=FILE).
 #
-# Run here after `make dist` and `make cuda-plugin` (and `make vulkan-plugin`, optional), then
-# hand `.device` to the device tool, e.g. run(command="bash scripts/device/check.sh",
-# carry=[".device"], timeout_s=540). Python's `gguf` and numpy are fetched from the package
-# registry into target/device-python.
+# Run here after `make dist` and `CUDA_ARCHITECTURES=90-real make cuda-plugin` (the device's
+# H100 or H200 alone: every architecture is over the 64 MiB), and `make vulkan-plugin`
+# (optional), then hand `.device` to the device tool, e.g. run(command="bash
+# scripts/device/check.sh", carry=[".device"], timeout_s=360): the check ends within 300 s.
+# Python's `gguf` and numpy are fetched from the package registry into target/device-python.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -60,5 +61,13 @@ if [ ! -f "$TRACE" ]; then
     --json target/device-trace/eval.json --trace "$TRACE"
 fi
 cp "$TRACE" .device/trace.jsonl
-du -ch .device/* | tail -n 1
 ls -l .device
+# The device tool carries at most 64 MiB: the CUDA plug-in for every architecture the release
+# supports is 93 MB compressed.
+bytes=$(du -cb .device/* | tail -n 1 | cut -f 1)
+limit=$((64 * 1024 * 1024))
+echo "\`.device\`: $((bytes / 1024 / 1024)) MiB of the device tool's 64"
+[ "$bytes" -le "$limit" ] || {
+  echo "error: \`.device\` is over the device tool's 64 MiB: build the CUDA plug-in for the device's GPU alone (H100, H200: \`CUDA_ARCHITECTURES=90-real make cuda-plugin\`) or leave the Vulkan plug-in out" >&2
+  exit 2
+}
