@@ -56,8 +56,10 @@ pub enum EvaluationError {
     MissingFirstRun,
 }
 
-/// One setting that is timed: a policy at a budget.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One setting that is timed: a policy at a budget (a trace keeps them as they are, see
+/// [`super::trace::TraceHeader`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// The policy.
     pub kind: PolicyKind,
@@ -68,6 +70,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `full`, or the policy at its budget: `2d@1`.
+    pub fn name(&self) -> String {
+        if self.kind == PolicyKind::Full {
+            self.kind.name().to_string()
+        } else {
+            format!("{}@{}", self.kind.name(), self.budget)
+        }
+    }
+
     /// Whether this is the setting reported as its policy at `budget` (the others only feed
     /// the plot).
     pub fn is_main(&self, budget: Budget) -> bool {

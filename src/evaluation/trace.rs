@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::classifier::{Classifier, Feeding, ReplayError};
 use crate::dataset::Dataset;
 use crate::engine::{Model, ModelFacts};
-use crate::exit::{Budget, PolicyConfig, PolicyKind};
+use crate::exit::PolicyKind;
 use crate::locations::file_name;
 use crate::text::{PreparedDocument, prepare_document};
 
@@ -44,7 +44,7 @@ pub struct TraceHeader {
     /// Most tokens read per document.
     pub token_limit: usize,
     /// The settings, in the order of each document's feedings.
-    pub settings: Vec<TracedSetting>,
+    pub settings: Vec<Entry>,
 }
 
 /// The recording model: a replay needs one of the same shapes and vocabulary.
@@ -76,29 +76,6 @@ pub struct TracedData {
     pub sha256: String,
     /// The field holding the text.
     pub text_field: String,
-}
-
-/// One setting: a policy at a budget.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TracedSetting {
-    /// The policy.
-    pub kind: PolicyKind,
-    /// The budget it was calibrated for (zero for `full`).
-    pub budget: Budget,
-    /// The setting.
-    pub config: PolicyConfig,
-}
-
-impl TracedSetting {
-    /// `2d` or `2d@1` (with a budget).
-    pub fn name(&self) -> String {
-        if self.kind == PolicyKind::Full {
-            self.kind.name().to_string()
-        } else {
-            format!("{}@{}", self.kind.name(), self.budget)
-        }
-    }
 }
 
 /// One document's line: how it was tokenized, and each setting's feeding.
@@ -270,16 +247,6 @@ impl TracedDocument {
             });
         }
         Ok(())
-    }
-}
-
-impl From<&Entry> for TracedSetting {
-    fn from(entry: &Entry) -> Self {
-        TracedSetting {
-            kind: entry.kind,
-            budget: entry.budget,
-            config: entry.config,
-        }
     }
 }
 
@@ -561,7 +528,7 @@ pub fn replay_trace(
 mod tests {
     use super::*;
     use crate::classifier::FedPass;
-    use crate::exit::Cell;
+    use crate::exit::{Budget, Cell, PolicyConfig};
 
     fn facts(layers: usize) -> ModelFacts {
         ModelFacts {
@@ -587,7 +554,7 @@ mod tests {
                 data: TracedData::new(Path::new("/d/test.jsonl"), "cd", "text"),
                 pack: "gemma3-270m-imdb".to_string(),
                 token_limit: 512,
-                settings: vec![TracedSetting {
+                settings: vec![Entry {
                     kind: PolicyKind::Full,
                     budget: Budget::ZERO,
                     config,

@@ -12,9 +12,7 @@ use exitwise::evaluation::runner::{
     EvaluationError, PreparedData, interleaved_runs, measure_one, prepare_documents, timed_entries,
     warmed_classifier,
 };
-use exitwise::evaluation::trace::{
-    TRACE_FORMAT, Trace, TraceHeader, TracedData, TracedModel, TracedSetting,
-};
+use exitwise::evaluation::trace::{TRACE_FORMAT, Trace, TraceHeader, TracedData, TracedModel};
 use exitwise::exit::{DocumentGrid, GridDocument, PolicyConfig, PolicyKind};
 use exitwise::features::extraction::FeatureSource;
 use exitwise::locations::file_name;
@@ -87,7 +85,7 @@ pub fn run(args: &EvalArgs, global: &GlobalOptions) -> anyhow::Result<u8> {
             data: TracedData::new(&args.data, &data.sha256, &args.fields.names(manifest).text),
             pack: manifest.name.clone(),
             token_limit: token_limit(args, &pack),
-            settings: entries.iter().map(TracedSetting::from).collect(),
+            settings: entries.clone(),
         };
         let trace = Trace::of_run(header, &documents, feedings);
         trace.write(path)?;
